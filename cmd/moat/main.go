@@ -1,0 +1,159 @@
+// Command moat is an MQTT broker built around transport security.
+//
+//	moat serve [--config moat.toml] [--data-dir DIR]
+//	moat passwd [USERNAME]
+//	moat version
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"moat/internal/auth"
+	"moat/internal/broker"
+	"moat/internal/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `moat — an MQTT 3.1.1 / 5.0 broker built around transport security
+
+Usage:
+  moat serve [--config FILE] [--data-dir DIR]   run the broker
+  moat passwd [USERNAME]                        hash a password for [[auth.users]]
+  moat version                                  print the version
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stderr)
+	case "passwd":
+		return passwd(args[1:], stdin, stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "moat", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprintf(stderr, "moat: unknown command %q\n\n%s", args[0], usage)
+	return 2
+}
+
+func serve(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "", "configuration file (TOML); embedded defaults when empty")
+	dataDir := fs.String("data-dir", "", "data directory (overrides data_dir)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	var cfg *config.Config
+	if *cfgPath == "" {
+		cfg = config.Default()
+	} else {
+		var err error
+		cfg, err = config.Load(*cfgPath)
+		if err != nil {
+			fmt.Fprintln(stderr, "moat:", err)
+			return 1
+		}
+	}
+	if *dataDir != "" {
+		cfg.DataDir = *dataDir
+	}
+	log := newLogger(cfg.Log, stderr)
+	if *cfgPath == "" {
+		log.Info("no --config given: running on embedded defaults")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		log.Error("cannot create data directory", "dir", cfg.DataDir, "err", err)
+		return 1
+	}
+	srv, err := broker.New(broker.Options{Config: cfg, Log: log, Version: version})
+	if err != nil {
+		log.Error("cannot start", "err", err)
+		return 1
+	}
+	if err := srv.Listen(); err != nil {
+		log.Error("cannot listen", "err", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log.Info("moat started", "version", version, "data_dir", cfg.DataDir)
+	if err := srv.Serve(ctx); err != nil && !errors.Is(err, broker.ErrClosed) {
+		log.Error("shutdown", "err", err)
+		return 1
+	}
+	log.Info("moat stopped")
+	return 0
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	switch c.Level {
+	case "debug":
+		lvl = slog.LevelDebug
+	case "warn":
+		lvl = slog.LevelWarn
+	case "error":
+		lvl = slog.LevelError
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// passwd reads a password from stdin (one line) and prints an argon2id hash
+// ready for the config file.
+func passwd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	user := ""
+	if len(args) > 0 {
+		user = args[0]
+	}
+	fmt.Fprint(stderr, "password: ")
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		fmt.Fprintln(stderr, "moat passwd:", err)
+		return 1
+	}
+	pw := strings.TrimRight(line, "\r\n")
+	fmt.Fprintln(stderr)
+	if pw == "" {
+		fmt.Fprintln(stderr, "moat passwd: empty password refused")
+		return 1
+	}
+	hash, err := auth.HashPassword([]byte(pw))
+	if err != nil {
+		fmt.Fprintln(stderr, "moat passwd:", err)
+		return 1
+	}
+	if user != "" {
+		fmt.Fprintf(stdout, "[[auth.users]]\nusername = %q\npassword_hash = %q\n", user, hash)
+	} else {
+		fmt.Fprintln(stdout, hash)
+	}
+	return 0
+}

@@ -1,0 +1,309 @@
+// Package config owns moat's configuration: the typed Config, the defaults,
+// and loading one TOML file strictly (an unknown key is an error, never
+// ignored) and validating it completely before anything binds a port.
+//
+// Every problem is reported as an *Error naming the file, the line, the
+// column and the key path ("moat.toml:12:3: listener[1].address: ..."),
+// wrapping one of the sentinels in errors.go. All problems of a file are
+// reported at once (up to a limit), one per line.
+//
+// Defaults: a key absent from the file takes its default; a key present in
+// the file is kept as written and validated, so `max_packet_size = 0` is an
+// error rather than silently becoming 1 MiB, and `topic_alias_maximum = 0`
+// disables topic aliases. For a Config built in code, ApplyDefaults treats
+// zero values as "not set".
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// Config is the whole configuration of a broker.
+type Config struct {
+	DataDir   string     `toml:"data_dir"` // default "./moat-data"
+	Log       Log        `toml:"log"`      // [log]
+	Listeners []Listener `toml:"listener"` // [[listener]] tables; at least one
+	Auth      Auth       `toml:"auth"`     // [auth]
+	ACL       []ACLRule  `toml:"acl"`      // [[acl]] tables
+	MQTT      MQTT       `toml:"mqtt"`     // [mqtt]
+	Sys       Sys        `toml:"sys"`      // [sys]
+
+	// src is where the configuration came from (nil when built in code):
+	// positions for error messages, and which keys were written.
+	src *source
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `toml:"level"`  // debug | info | warn | error; default info
+	Format string `toml:"format"` // text | json; default text
+}
+
+// Listener types.
+const (
+	ListenerTCP = "tcp"
+	ListenerWS  = "ws"
+)
+
+// Listener is one address the broker accepts connections on.
+type Listener struct {
+	Name           string `toml:"name"`            // default: Type + "-" + index in the list; unique
+	Type           string `toml:"type"`            // "tcp" | "ws" ("tls", "wss": not supported yet)
+	Address        string `toml:"address"`         // host:port; default tcp 127.0.0.1:1883, ws 127.0.0.1:8083
+	Path           string `toml:"path"`            // ws only; default "/mqtt"
+	AllowAnonymous *bool  `toml:"allow_anonymous"` // nil = inherit Auth.AllowAnonymous
+	MaxConnections int    `toml:"max_connections"` // 0 = unlimited
+}
+
+// Auth configures authentication.
+type Auth struct {
+	AllowAnonymous bool   `toml:"allow_anonymous"` // default false
+	Users          []User `toml:"users"`           // [[auth.users]]
+	ACLDefault     string `toml:"acl_default"`     // "allow" | "deny"; default "allow" without [[acl]] rules, else "deny"
+}
+
+// User is a username with its password hash (argon2id PHC string or
+// bcrypt). A plaintext password is refused at load time.
+type User struct {
+	Username     string `toml:"username"`
+	PasswordHash string `toml:"password_hash"`
+}
+
+// ACL permissions, actions and defaults.
+const (
+	PermissionAllow = "allow"
+	PermissionDeny  = "deny"
+	ActionPublish   = "publish"
+	ActionSubscribe = "subscribe"
+	ActionAll       = "all"
+)
+
+// ACLRule is one access rule; see package auth for the semantics.
+type ACLRule struct {
+	Permission string `toml:"permission"` // "allow" | "deny" (required)
+	Action     string `toml:"action"`     // "publish" | "subscribe" | "all" (default "all")
+	Topic      string `toml:"topic"`      // topic filter; may contain %u %c %i templates (required)
+	Username   string `toml:"username"`   // optional: only for this username / principal id
+	ClientID   string `toml:"client_id"`  // optional: only for this client id
+	Method     string `toml:"method"`     // optional: only for principals authenticated by this method
+}
+
+// methods are the authentication methods an ACL rule may select (the
+// values of auth.Method).
+var methods = []string{"anonymous", "password", "cert", "psk", "pinned-key", "proxy-tls"}
+
+// MQTT holds protocol limits.
+type MQTT struct {
+	MaxPacketSize     uint32   `toml:"max_packet_size"`      // default 1048576 (1 MiB); 1..268435460
+	ReceiveMaximum    uint16   `toml:"receive_maximum"`      // inbound QoS>0 inflight; default 1024; >= 1
+	MaxInflight       uint16   `toml:"max_inflight"`         // outbound QoS>0 inflight per client; default 128; >= 1
+	MaxQueued         int      `toml:"max_queued_messages"`  // per session; default 10000; >= 1
+	MaxQueuedBytes    int64    `toml:"max_queued_bytes"`     // per session; default 64 MiB; >= 1
+	TopicAliasMaximum uint16   `toml:"topic_alias_maximum"`  // default 64; 0 in the file disables aliases
+	MaxKeepAlive      uint16   `toml:"max_keepalive"`        // seconds; 0 = accept the client's value
+	MaxSessionExpiry  Duration `toml:"max_session_expiry"`   // 0 = no cap beyond the protocol's
+	RetainAvailable   *bool    `toml:"retain_available"`     // default true
+	MaxQoS            *int     `toml:"max_qos"`              // default 2; 0..2
+	MaxClientIDLength int      `toml:"max_client_id_length"` // default 256; 23..65535
+	MaxTopicLength    int      `toml:"max_topic_length"`     // default 65535; 1..65535
+	WillDelayMax      Duration `toml:"max_will_delay"`       // 0 = no cap
+}
+
+// Sys configures the $SYS topics.
+type Sys struct {
+	Enabled  *bool    `toml:"enabled"`  // default true
+	Interval Duration `toml:"interval"` // default 10s; >= 1s
+}
+
+// Defaults.
+const (
+	DefaultDataDir           = "./moat-data"
+	DefaultLogLevel          = "info"
+	DefaultLogFormat         = "text"
+	DefaultTCPAddress        = "127.0.0.1:1883"
+	DefaultWSAddress         = "127.0.0.1:8083"
+	DefaultWSPath            = "/mqtt"
+	DefaultMaxPacketSize     = 1 << 20
+	MaxPacketSizeLimit       = 268435460 // 256 MiB of remaining length + 5 bytes of fixed header
+	DefaultReceiveMaximum    = 1024
+	DefaultMaxInflight       = 128
+	DefaultMaxQueued         = 10000
+	DefaultMaxQueuedBytes    = 64 << 20
+	DefaultTopicAliasMaximum = 64
+	DefaultMaxQoS            = 2
+	DefaultMaxClientIDLength = 256
+	DefaultMaxTopicLength    = 65535
+	DefaultSysInterval       = 10 * time.Second
+	// MaxExpiry is the largest session expiry or will delay MQTT can carry
+	// (a four-byte number of seconds).
+	MaxExpiry = time.Duration(1<<32-1) * time.Second
+)
+
+// Load reads, strictly decodes, completes with defaults and validates the
+// configuration file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(data, path)
+}
+
+// Parse is Load for a document already in memory; name is used in error
+// messages (usually the file name).
+func Parse(data []byte, name string) (*Config, error) {
+	src := newSource(name, data)
+	if err := src.checkTypes(); err != nil {
+		return nil, err
+	}
+	c := &Config{}
+	dec := toml.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(c); err != nil {
+		return nil, src.decodeError(err)
+	}
+	c.src = src
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Default is the configuration `moat serve` uses without a file: data in
+// ./moat-data and one plain TCP listener on 127.0.0.1:1883 that allows
+// anonymous clients (loopback only), everything else at its default.
+func Default() *Config {
+	anon := true
+	c := &Config{
+		Listeners: []Listener{{Type: ListenerTCP, Address: DefaultTCPAddress, AllowAnonymous: &anon}},
+	}
+	c.ApplyDefaults()
+	return c
+}
+
+// unset reports whether a field should take its default: its value is the
+// zero value and, for a configuration read from a file, the key was not
+// written there (a written zero is kept, then validated).
+func (c *Config) unset(path string, zero bool) bool {
+	return zero && !c.src.has(path)
+}
+
+// ApplyDefaults fills every field that is not set with its default (see
+// the package comment for what "not set" means). It is idempotent.
+func (c *Config) ApplyDefaults() {
+	if c.unset("data_dir", c.DataDir == "") {
+		c.DataDir = DefaultDataDir
+	}
+	if c.unset("log.level", c.Log.Level == "") {
+		c.Log.Level = DefaultLogLevel
+	}
+	if c.unset("log.format", c.Log.Format == "") {
+		c.Log.Format = DefaultLogFormat
+	}
+	for i := range c.Listeners {
+		l := &c.Listeners[i]
+		p := "listener[" + strconv.Itoa(i) + "]."
+		if c.unset(p+"name", l.Name == "") && l.Type != "" {
+			l.Name = l.Type + "-" + strconv.Itoa(i)
+		}
+		if c.unset(p+"address", l.Address == "") {
+			switch l.Type {
+			case ListenerTCP:
+				l.Address = DefaultTCPAddress
+			case ListenerWS:
+				l.Address = DefaultWSAddress
+			}
+		}
+		if l.Type == ListenerWS && c.unset(p+"path", l.Path == "") {
+			l.Path = DefaultWSPath
+		}
+	}
+	for i := range c.ACL {
+		r := &c.ACL[i]
+		if c.unset("acl["+strconv.Itoa(i)+"].action", r.Action == "") {
+			r.Action = ActionAll
+		}
+	}
+	if c.unset("auth.acl_default", c.Auth.ACLDefault == "") {
+		if len(c.ACL) == 0 {
+			c.Auth.ACLDefault = PermissionAllow
+		} else {
+			c.Auth.ACLDefault = PermissionDeny
+		}
+	}
+	m := &c.MQTT
+	if c.unset("mqtt.max_packet_size", m.MaxPacketSize == 0) {
+		m.MaxPacketSize = DefaultMaxPacketSize
+	}
+	if c.unset("mqtt.receive_maximum", m.ReceiveMaximum == 0) {
+		m.ReceiveMaximum = DefaultReceiveMaximum
+	}
+	if c.unset("mqtt.max_inflight", m.MaxInflight == 0) {
+		m.MaxInflight = DefaultMaxInflight
+	}
+	if c.unset("mqtt.max_queued_messages", m.MaxQueued == 0) {
+		m.MaxQueued = DefaultMaxQueued
+	}
+	if c.unset("mqtt.max_queued_bytes", m.MaxQueuedBytes == 0) {
+		m.MaxQueuedBytes = DefaultMaxQueuedBytes
+	}
+	if c.unset("mqtt.topic_alias_maximum", m.TopicAliasMaximum == 0) {
+		m.TopicAliasMaximum = DefaultTopicAliasMaximum
+	}
+	if m.RetainAvailable == nil {
+		t := true
+		m.RetainAvailable = &t
+	}
+	if m.MaxQoS == nil {
+		q := DefaultMaxQoS
+		m.MaxQoS = &q
+	}
+	if c.unset("mqtt.max_client_id_length", m.MaxClientIDLength == 0) {
+		m.MaxClientIDLength = DefaultMaxClientIDLength
+	}
+	if c.unset("mqtt.max_topic_length", m.MaxTopicLength == 0) {
+		m.MaxTopicLength = DefaultMaxTopicLength
+	}
+	if c.Sys.Enabled == nil {
+		t := true
+		c.Sys.Enabled = &t
+	}
+	if c.unset("sys.interval", c.Sys.Interval.Duration == 0) {
+		c.Sys.Interval.Duration = DefaultSysInterval
+	}
+}
+
+// AnonymousAllowed reports whether clients without credentials may connect
+// on l: the listener's own setting if it has one, else [auth]'s.
+func (c *Config) AnonymousAllowed(l *Listener) bool {
+	if l != nil && l.AllowAnonymous != nil {
+		return *l.AllowAnonymous
+	}
+	return c.Auth.AllowAnonymous
+}
+
+// IsLoopback reports whether the listener binds only to a loopback address
+// (127.0.0.0/8, ::1 or "localhost"). The broker warns when a plain-text
+// listener is not loopback. An empty host (all interfaces), another host
+// name or an unparsable address is not loopback.
+func (l *Listener) IsLoopback() bool {
+	host, _, err := net.SplitHostPort(l.Address)
+	if err != nil || host == "" {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.Unmap().IsLoopback()
+}

@@ -1,0 +1,154 @@
+// Package listener owns the transports MQTT arrives on: plain TCP and MQTT
+// over WebSocket (subprotocol "mqtt"). Each transport is presented to the
+// broker as a net.Listener yielding net.Conns, so the broker core never
+// knows which transport a client used.
+package listener
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// ErrClosed is returned by Accept after Close.
+var ErrClosed = errors.New("listener: closed")
+
+// TCP listens for plain MQTT over TCP.
+func TCP(address string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", address)
+	if err != nil {
+		return nil, fmt.Errorf("listener: tcp %s: %w", address, err)
+	}
+	return ln, nil
+}
+
+// WSOptions configures a WebSocket listener.
+type WSOptions struct {
+	Path          string // HTTP path clients connect to, e.g. "/mqtt"
+	MaxPacketSize int    // largest WebSocket message accepted
+	Log           *slog.Logger
+}
+
+// WebSocket listens for MQTT over WebSocket on address. Only clients that
+// offer the "mqtt" subprotocol (or the MQTT 3.1 "mqttv3.1") are accepted;
+// cross-origin browser requests are refused.
+func WebSocket(address string, opts WSOptions) (net.Listener, error) {
+	ln, err := net.Listen("tcp", address)
+	if err != nil {
+		return nil, fmt.Errorf("listener: ws %s: %w", address, err)
+	}
+	return ServeWebSocket(ln, opts), nil
+}
+
+// ServeWebSocket serves MQTT over WebSocket on an existing listener (which
+// may already be a TLS listener).
+func ServeWebSocket(ln net.Listener, opts WSOptions) net.Listener {
+	if opts.Path == "" {
+		opts.Path = "/mqtt"
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	w := &wsListener{
+		ln:    ln,
+		conns: make(chan net.Conn),
+		done:  make(chan struct{}),
+		opts:  opts,
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc(opts.Path, w.handle)
+	w.srv = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(opts.Log.Handler(), slog.LevelDebug),
+	}
+	go func() { _ = w.srv.Serve(ln) }()
+	return w
+}
+
+type wsListener struct {
+	ln    net.Listener
+	srv   *http.Server
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+	opts  WSOptions
+}
+
+func (w *wsListener) handle(rw http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(rw, r, &websocket.AcceptOptions{
+		Subprotocols: []string{"mqtt", "mqttv3.1"},
+	})
+	if err != nil {
+		w.opts.Log.Debug("websocket upgrade refused", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	if c.Subprotocol() == "" {
+		w.opts.Log.Debug("websocket client offered no mqtt subprotocol", "remote", r.RemoteAddr)
+		c.Close(websocket.StatusPolicyViolation, "subprotocol mqtt required")
+		return
+	}
+	limit := int64(w.opts.MaxPacketSize) + 8
+	if w.opts.MaxPacketSize <= 0 {
+		limit = -1
+	}
+	c.SetReadLimit(limit)
+	ctx, cancel := context.WithCancel(context.Background())
+	nc := websocket.NetConn(ctx, c, websocket.MessageBinary)
+	conn := &wsConn{Conn: nc, cancel: cancel, remote: addrOf(r.RemoteAddr, nc.RemoteAddr())}
+	select {
+	case w.conns <- conn:
+	case <-w.done:
+		conn.Close()
+	}
+}
+
+func (w *wsListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-w.conns:
+		return c, nil
+	case <-w.done:
+		return nil, ErrClosed
+	}
+}
+
+func (w *wsListener) Close() error {
+	var err error
+	w.once.Do(func() {
+		close(w.done)
+		err = w.srv.Close()
+	})
+	return err
+}
+
+func (w *wsListener) Addr() net.Addr { return w.ln.Addr() }
+
+// wsConn reports the HTTP peer address and releases the WebSocket context
+// on Close.
+type wsConn struct {
+	net.Conn
+	cancel context.CancelFunc
+	remote net.Addr
+}
+
+func (c *wsConn) RemoteAddr() net.Addr { return c.remote }
+
+func (c *wsConn) Close() error {
+	err := c.Conn.Close()
+	c.cancel()
+	return err
+}
+
+func addrOf(s string, fallback net.Addr) net.Addr {
+	if a, err := net.ResolveTCPAddr("tcp", s); err == nil {
+		return a
+	}
+	return fallback
+}
