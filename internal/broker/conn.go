@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"moat/internal/auth"
@@ -51,9 +52,14 @@ type conn struct {
 	aliases       []string // inbound topic aliases, index = alias
 	authMethod    string
 
-	pub      packet.Publish        // reused decode target
-	matchBuf []topic.Subscription // reused routing scratch
+	pub       packet.Publish       // reused decode target
+	matchBuf  []topic.Subscription // reused routing scratch
 	connected bool
+	// pendingAcks counts acknowledgements waiting for the store;
+	// lastApplied is the store write count when this connection last
+	// waited for it.
+	pendingAcks      atomic.Int32
+	lastApplied      uint64
 	normalDisconnect bool // DISCONNECT 0x00 received: no will
 
 	// wmu guards the following fields.
@@ -347,6 +353,7 @@ func (c *conn) handleDisconnect(p *packet.Disconnect) error {
 			return protoErr(packet.ProtocolError, "session expiry set on DISCONNECT after 0 on CONNECT")
 		}
 		ss.expiry = c.s.capSessionExpiry(p.Properties.SessionExpiry)
+		c.s.saveSession(ss)
 		ss.mu.Unlock()
 	}
 	if p.ReasonCode != packet.DisconnectWithWill {

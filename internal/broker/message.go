@@ -95,4 +95,5 @@ type delivery struct {
 	qos    byte
 	retain bool
 	subIDs []uint32
+	seq    uint64 // per-session order of QoS 1/2 deliveries; the store key
 }

@@ -8,7 +8,9 @@ import (
 	"unicode/utf8"
 
 	"moat/internal/auth"
+	"moat/internal/config"
 	"moat/internal/packet"
+	"moat/internal/store"
 	"moat/internal/topic"
 )
 
@@ -22,6 +24,7 @@ func (s *Server) publish(m *Message, scratch *[]topic.Subscription) int {
 		} else {
 			s.retained.Set(m.Topic, m)
 		}
+		s.persistRetained(m)
 	}
 	subs := s.trie.Match(m.Topic, (*scratch)[:0], s.isOnline)
 	*scratch = subs
@@ -91,7 +94,8 @@ func (s *Server) deliverMatched(m *Message, subs []topic.Subscription, now time.
 }
 
 // deliver sends d to the session's connection, or queues it (QoS 1/2) when
-// the session is offline or its window is full.
+// the session is offline or its window is full. QoS 1/2 deliveries to a
+// persistent session are written to the store.
 func (s *Server) deliver(ss *session, d delivery, now time.Time) {
 	if d.msg.expired(now) {
 		return
@@ -110,12 +114,34 @@ func (s *Server) deliver(ss *session, d delivery, now time.Time) {
 		c.writePublish(&d, 0, false, now)
 		return
 	}
+	ss.seq++
+	d.seq = ss.seq
+	persist := ss.expiry > 0
 	if c != nil && ss.queued() == 0 && len(ss.inflight) < c.outLimit() {
+		if persist && d.qos == 1 {
+			// QoS 1 is stored as queued: after a restart it is simply
+			// sent again (a duplicate is allowed at QoS 1).
+			s.apply(putDelivery(ss.id, &d, store.StateQueued, 0))
+		}
 		s.sendNew(ss, c, d, now)
 		return
 	}
-	if !ss.enqueue(d, s.limits.maxQueued, s.limits.maxQueuedBytes) {
+	kept, dropped := ss.enqueue(d, s.limits.maxQueued, s.limits.maxQueuedBytes, s.limits.overflow == config.OverflowDropOldest)
+	if kept && persist {
+		s.apply(putDelivery(ss.id, &d, store.StateQueued, 0))
+	}
+	for i := range dropped {
 		s.stats.dropped.Add(1)
+		if persist {
+			s.apply(deleteDelivery(ss.id, dropped[i].seq))
+		}
+	}
+	if !kept {
+		s.stats.dropped.Add(1)
+		if s.limits.overflow == config.OverflowDisconnect && c != nil {
+			s.log.Warn("session queue full: disconnecting client", "client", ss.id, "queued", ss.queued())
+			c.kick(packet.QuotaExceeded)
+		}
 	}
 }
 
@@ -233,6 +259,9 @@ func (c *conn) handlePublish(fh packet.FixedHeader, body []byte) error {
 		}
 		if code < 0x80 {
 			ss.inQoS2[p.PacketID] = struct{}{}
+			if ss.expiry > 0 {
+				s.apply(store.Op{Kind: store.PutInbound, ClientID: ss.id, PacketID: p.PacketID})
+			}
 		}
 		ss.mu.Unlock()
 	}
@@ -244,19 +273,21 @@ func (c *conn) handlePublish(fh packet.FixedHeader, body []byte) error {
 	}
 	switch p.QoS {
 	case 1:
-		c.send(&packet.Ack{PacketType: packet.PUBACK, PacketID: p.PacketID, ReasonCode: code})
+		c.ackWhenDurable(&packet.Ack{PacketType: packet.PUBACK, PacketID: p.PacketID, ReasonCode: code})
 	case 2:
-		c.send(&packet.Ack{PacketType: packet.PUBREC, PacketID: p.PacketID, ReasonCode: code})
+		c.ackWhenDurable(&packet.Ack{PacketType: packet.PUBREC, PacketID: p.PacketID, ReasonCode: code})
 	}
 	return nil
 }
 
 // handleAck handles PUBACK, PUBREC, PUBREL and PUBCOMP.
 func (c *conn) handleAck(a *packet.Ack) error {
+	s := c.s
 	ss := c.sess
 	now := time.Now()
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	persist := ss.expiry > 0
 	switch a.PacketType {
 	case packet.PUBREL:
 		if _, ok := ss.inQoS2[a.PacketID]; !ok {
@@ -264,7 +295,10 @@ func (c *conn) handleAck(a *packet.Ack) error {
 			return nil
 		}
 		delete(ss.inQoS2, a.PacketID)
-		c.send(&packet.Ack{PacketType: packet.PUBCOMP, PacketID: a.PacketID})
+		if persist {
+			s.apply(store.Op{Kind: store.DeleteInbound, ClientID: ss.id, PacketID: a.PacketID})
+		}
+		c.ackWhenDurable(&packet.Ack{PacketType: packet.PUBCOMP, PacketID: a.PacketID})
 		return nil
 	case packet.PUBACK:
 		om := ss.inflight[a.PacketID]
@@ -272,19 +306,34 @@ func (c *conn) handleAck(a *packet.Ack) error {
 			return nil // late or duplicate acknowledgement
 		}
 		delete(ss.inflight, a.PacketID)
+		if persist {
+			s.apply(deleteDelivery(ss.id, om.seq))
+		}
 	case packet.PUBREC:
 		om := ss.inflight[a.PacketID]
 		if om == nil || om.qos != 2 {
 			c.send(&packet.Ack{PacketType: packet.PUBREL, PacketID: a.PacketID, ReasonCode: packet.PacketIdentifierNotFound})
 			return nil
 		}
+		if om.state == awaitComp {
+			c.send(&packet.Ack{PacketType: packet.PUBREL, PacketID: a.PacketID})
+			return nil
+		}
 		if a.ReasonCode >= 0x80 {
 			delete(ss.inflight, a.PacketID)
+			if persist {
+				s.apply(deleteDelivery(ss.id, om.seq))
+			}
 			break
 		}
 		om.state = awaitComp
-		om.msg = nil // the message is delivered; only the id remains
-		c.send(&packet.Ack{PacketType: packet.PUBREL, PacketID: a.PacketID})
+		om.msg = nil // delivered; only the id remains
+		if persist {
+			// PUBREL goes out only once "released" is durable: after a
+			// restart the message must not be sent again.
+			s.apply(putDelivery(ss.id, &om.delivery, store.StateAwaitRel, om.id))
+		}
+		c.ackWhenDurable(&packet.Ack{PacketType: packet.PUBREL, PacketID: a.PacketID})
 		return nil
 	case packet.PUBCOMP:
 		om := ss.inflight[a.PacketID]
@@ -292,9 +341,39 @@ func (c *conn) handleAck(a *packet.Ack) error {
 			return nil
 		}
 		delete(ss.inflight, a.PacketID)
+		if persist {
+			s.apply(deleteDelivery(ss.id, om.seq))
+		}
 	}
-	c.s.pump(ss, c, now)
+	s.pump(ss, c, now)
 	return nil
+}
+
+// ackWhenDurable sends an acknowledgement once every write submitted so far
+// is durable. Acknowledgements keep their order: once one waits, the ones
+// after it wait too.
+func (c *conn) ackWhenDurable(p packet.Packet) {
+	s := c.s
+	if s.memStore || (c.pendingAcks.Load() == 0 && s.applied.Load() == c.lastApplied) {
+		c.send(p)
+		return
+	}
+	c.lastApplied = s.applied.Load()
+	c.pendingAcks.Add(1)
+	s.st.Sync(func(err error) {
+		if err != nil {
+			// Not durable: say so instead of acknowledging.
+			if a, ok := p.(*packet.Ack); ok && c.version == packet.V5 && (a.PacketType == packet.PUBACK || a.PacketType == packet.PUBREC) {
+				a.ReasonCode = packet.ImplementationSpecificError
+			} else {
+				c.pendingAcks.Add(-1)
+				c.kick(packet.UnspecifiedError)
+				return
+			}
+		}
+		c.send(p)
+		c.pendingAcks.Add(-1)
+	})
 }
 
 // handleSubscribe handles SUBSCRIBE: validate and authorise each filter,
@@ -349,6 +428,7 @@ func (c *conn) handleSubscribe(p *packet.Subscribe) error {
 			wantRetained = append(wantRetained, retainedReq{filter: filter, qos: qos, rap: sub.RetainAsPublished})
 		}
 	}
+	c.persistSubscriptions()
 	c.send(&packet.Suback{PacketID: p.PacketID, ReasonCodes: codes})
 	if len(wantRetained) == 0 {
 		return nil
@@ -385,6 +465,24 @@ func (c *conn) handleUnsubscribe(p *packet.Unsubscribe) error {
 			codes[i] = packet.NoSubscriptionExisted
 		}
 	}
+	c.persistSubscriptions()
 	c.send(&packet.Unsuback{PacketID: p.PacketID, ReasonCodes: codes})
 	return nil
+}
+
+// persistSubscriptions stores the session's subscriptions and waits until
+// they are durable, so SUBACK/UNSUBACK promise what a restart keeps.
+func (c *conn) persistSubscriptions() {
+	ss := c.sess
+	ss.mu.Lock()
+	persist := ss.expiry > 0
+	if persist {
+		c.s.saveSession(ss)
+	}
+	ss.mu.Unlock()
+	if persist {
+		if err := c.s.waitDurable(); err != nil {
+			c.s.log.Error("subscriptions not stored", "client", c.clientID, "err", err)
+		}
+	}
 }

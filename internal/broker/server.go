@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +24,7 @@ import (
 	"moat/internal/config"
 	"moat/internal/listener"
 	"moat/internal/packet"
+	"moat/internal/store"
 	"moat/internal/topic"
 )
 
@@ -32,6 +35,7 @@ type Options struct {
 	Authenticator auth.Authenticator // nil: built from the config's users
 	Authorizer    auth.Authorizer    // nil: built from the config's ACL rules
 	Version       string             // reported on $SYS/broker/version
+	Store         store.Store        // nil: opened from the configuration
 }
 
 // Server is an MQTT broker.
@@ -44,6 +48,9 @@ type Server struct {
 	trie     *topic.Trie
 	retained *topic.Retained[*Message]
 	started  time.Time
+	st       store.Store
+	memStore bool          // st keeps nothing: skip the write path
+	applied  atomic.Uint64 // store writes submitted so far
 
 	limits limits
 	stats  stats
@@ -85,6 +92,7 @@ type limits struct {
 	connectTimeout time.Duration
 	writeTimeout   time.Duration
 	maxPending     int
+	overflow       string
 }
 
 type stats struct {
@@ -124,6 +132,15 @@ func New(opts Options) (*Server, error) {
 	if s.version == "" {
 		s.version = "dev"
 	}
+	s.st = opts.Store
+	if s.st == nil {
+		st, err := OpenStore(cfg, log)
+		if err != nil {
+			return nil, err
+		}
+		s.st = st
+	}
+	_, s.memStore = s.st.(*store.Memory)
 	if s.authn == nil {
 		st, err := auth.NewStatic(cfg.Auth.Users)
 		if err != nil {
@@ -178,7 +195,34 @@ func New(opts Options) (*Server, error) {
 	// A subscriber that does not read is cut off once this much is
 	// waiting for it; QoS 0 messages are dropped well before that.
 	s.limits.maxPending = int(s.limits.maxPacket)*2 + 4<<20
+	s.limits.overflow = m.QueueOverflow
+	if s.limits.overflow == "" {
+		s.limits.overflow = config.OverflowDropOldest
+	}
+	s.mu.Lock()
+	err := s.restore()
+	s.mu.Unlock()
+	if err != nil {
+		s.st.Close()
+		return nil, err
+	}
 	return s, nil
+}
+
+// OpenStore opens the store the configuration names: the bbolt file
+// data_dir/moat.db, or the memory store.
+func OpenStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
+	if cfg.Store == config.StoreMemory {
+		return store.NewMemory(), nil
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("broker: data directory: %w", err)
+	}
+	return store.OpenBolt(filepath.Join(cfg.DataDir, "moat.db"), store.BoltOptions{
+		Policy:   store.Policy(cfg.Sync),
+		Interval: cfg.SyncInterval.Duration,
+		Log:      log,
+	})
 }
 
 // Listen binds every configured listener. Nothing is bound when one fails.
@@ -263,6 +307,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.goFunc(func() { s.acceptLoop(bl) })
 	}
 	s.goFunc(s.sysLoop)
+	s.goFunc(s.cleanupLoop)
 	select {
 	case <-ctx.Done():
 	case <-s.done:
@@ -380,7 +425,61 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		ss.mu.Unlock()
 	}
 	s.mu.Unlock()
+	if cerr := s.st.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
 	return err
+}
+
+// cleanupLoop sweeps expired messages out of the queues of offline
+// sessions on the configured interval (expired sessions go by their own
+// timers; expired messages of online sessions are dropped when sent).
+func (s *Server) cleanupLoop() {
+	iv := s.cfg.MQTT.CleanupInterval.Duration
+	if iv <= 0 {
+		iv = time.Minute
+	}
+	t := time.NewTicker(iv)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			s.sweepExpired(time.Now())
+		case <-s.done:
+			return
+		}
+	}
+}
+
+// sweepExpired drops expired queued messages of every session.
+func (s *Server) sweepExpired(now time.Time) int {
+	s.mu.RLock()
+	list := make([]*session, 0, len(s.sessions))
+	for _, ss := range s.sessions {
+		list = append(list, ss)
+	}
+	s.mu.RUnlock()
+	n := 0
+	for _, ss := range list {
+		ss.mu.Lock()
+		kept := ss.queue[:0]
+		for i := ss.qhead; i < len(ss.queue); i++ {
+			d := ss.queue[i]
+			if d.msg != nil && d.msg.expired(now) {
+				ss.qbytes -= d.msg.size()
+				if ss.expiry > 0 {
+					s.apply(deleteDelivery(ss.id, d.seq))
+				}
+				n++
+				continue
+			}
+			kept = append(kept, d)
+		}
+		clear(ss.queue[len(kept):])
+		ss.queue, ss.qhead = kept, 0
+		ss.mu.Unlock()
+	}
+	return n
 }
 
 // isOnline reports whether a session has a live connection; used to prefer

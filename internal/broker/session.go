@@ -25,7 +25,6 @@ type outMsg struct {
 	delivery
 	id    uint16
 	state outState
-	seq   uint64 // send order, for redelivery in order
 }
 
 // session is the state of one client id, online or not.
@@ -34,23 +33,26 @@ type session struct {
 	online atomic.Bool
 
 	// mu guards the following fields.
-	mu        sync.Mutex
-	conn      *conn
-	principal *auth.Principal
-	expiry    uint32 // session expiry interval, seconds
-	inflight  map[uint16]*outMsg
-	seq       uint64
-	nextID    uint16
-	queue     []delivery
-	qhead     int
-	qbytes    int64
-	inQoS2    map[uint16]struct{} // PUBREC sent, PUBREL awaited
-	will      *Message
-	willDelay uint32
-	willTimer *time.Timer
-	expTimer  *time.Timer
-	ended     bool
-	dropped   int64
+	mu             sync.Mutex
+	conn           *conn
+	principal      *auth.Principal
+	version        byte
+	expiry         uint32 // session expiry interval, seconds
+	stored         bool   // a record of this session is in the store
+	disconnectedAt time.Time
+	inflight       map[uint16]*outMsg
+	seq            uint64 // last sequence number given to a QoS 1/2 delivery
+	nextID         uint16
+	queue          []delivery
+	qhead          int
+	qbytes         int64
+	inQoS2         map[uint16]struct{} // PUBREC sent, PUBREL awaited
+	will           *Message
+	willDelay      uint32
+	willTimer      *time.Timer
+	expTimer       *time.Timer
+	ended          bool
+	dropped        int64
 }
 
 func newSession(id string) *session {
@@ -79,13 +81,22 @@ func (s *session) allocID() uint16 {
 	}
 }
 
-// enqueue appends d to the offline/overflow queue, dropping it when the
-// queue is full. Callers hold mu. It reports whether d was kept.
-func (s *session) enqueue(d delivery, maxCount int, maxBytes int64) bool {
+// enqueue appends d to the offline/overflow queue. When the queue is full
+// the overflow policy decides: with dropOldest the oldest queued messages
+// make room (and are returned), otherwise d is refused. Callers hold mu.
+func (s *session) enqueue(d delivery, maxCount int, maxBytes int64, dropOldest bool) (kept bool, dropped []delivery) {
 	sz := d.msg.size()
-	if (maxCount > 0 && s.queued() >= maxCount) || (maxBytes > 0 && s.qbytes+sz > maxBytes) {
+	full := func() bool {
+		return (maxCount > 0 && s.queued() >= maxCount) || (maxBytes > 0 && s.qbytes+sz > maxBytes)
+	}
+	for full() {
+		if !dropOldest || s.queued() == 0 {
+			s.dropped++
+			return false, dropped
+		}
+		old, _ := s.dequeue()
 		s.dropped++
-		return false
+		dropped = append(dropped, old)
 	}
 	if s.qhead > 0 && s.qhead >= len(s.queue)/2 {
 		n := copy(s.queue, s.queue[s.qhead:])
@@ -95,7 +106,7 @@ func (s *session) enqueue(d delivery, maxCount int, maxBytes int64) bool {
 	}
 	s.queue = append(s.queue, d)
 	s.qbytes += sz
-	return true
+	return true, dropped
 }
 
 // dequeue removes and returns the oldest queued delivery. Callers hold mu.
@@ -106,7 +117,9 @@ func (s *session) dequeue() (delivery, bool) {
 	d := s.queue[s.qhead]
 	s.queue[s.qhead] = delivery{}
 	s.qhead++
-	s.qbytes -= d.msg.size()
+	if d.msg != nil {
+		s.qbytes -= d.msg.size()
+	}
 	if s.qhead == len(s.queue) {
 		s.queue = s.queue[:0]
 		s.qhead = 0

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"moat/internal/packet"
+	"moat/internal/store"
 	"moat/internal/topic"
 )
 
@@ -78,12 +79,19 @@ func (s *Server) attach(c *conn, cp *connectPacket) (bool, error) {
 		ss.conn = c
 		ss.online.Store(true)
 		ss.principal = c.principal
+		ss.version = cp.ProtocolVersion
 		ss.expiry = expiry
+		ss.disconnectedAt = time.Time{}
+		s.saveSession(ss)
 		ss.mu.Unlock()
 		s.mu.Unlock()
 		c.sess = ss
 		if endedWill != nil {
 			s.publishWill(endedWill)
+		}
+		if err := s.waitDurable(); err != nil {
+			s.log.Error("session not stored", "client", id, "err", err)
+			return false, c.refuse(cp.ProtocolVersion, packet.ServerUnavailable, packet.V3ServerUnavailable, "store unavailable")
 		}
 		return present, nil
 	}
@@ -112,6 +120,10 @@ func (s *Server) endLocked(ss *session) *Message {
 	ss.will = nil
 	ss.stopTimers()
 	ss.queue, ss.qhead, ss.qbytes = nil, 0, 0
+	if ss.stored {
+		s.apply(store.Op{Kind: store.DeleteSession, ClientID: ss.id})
+		ss.stored = false
+	}
 	ss.mu.Unlock()
 	if s.sessions[ss.id] == ss {
 		delete(s.sessions, ss.id)
@@ -151,6 +163,10 @@ func (s *Server) detach(c *conn) {
 	if !endNow && ss.expiry != neverExpire {
 		ss.expTimer = time.AfterFunc(time.Duration(ss.expiry)*time.Second, func() { s.expire(ss) })
 	}
+	ss.disconnectedAt = time.Now()
+	if !endNow {
+		s.saveSession(ss)
+	}
 	ss.mu.Unlock()
 	if willNow != nil {
 		s.publishWill(willNow)
@@ -170,6 +186,9 @@ func (s *Server) fireWill(ss *session) {
 	will := ss.will
 	ss.will = nil
 	ss.willTimer = nil
+	if will != nil && ss.stored {
+		s.saveSession(ss) // the will is gone; a restart must not send it again
+	}
 	ss.mu.Unlock()
 	if will != nil {
 		s.publishWill(will)
@@ -211,12 +230,11 @@ func (s *Server) resume(c *conn, present bool) {
 		for _, om := range ss.inflightInOrder() {
 			switch om.state {
 			case awaitAck:
-				if om.qos == 1 && om.msg.expired(now) {
+				if (om.qos == 1 && om.msg.expired(now)) || !c.writePublish(&om.delivery, om.id, true, now) {
 					delete(ss.inflight, om.id)
-					continue
-				}
-				if !c.writePublish(&om.delivery, om.id, true, now) {
-					delete(ss.inflight, om.id)
+					if ss.expiry > 0 {
+						s.apply(deleteDelivery(ss.id, om.seq))
+					}
 				}
 			case awaitComp:
 				c.send(&packet.Ack{PacketType: packet.PUBREL, PacketID: om.id})
@@ -239,6 +257,9 @@ func (s *Server) pump(ss *session, c *conn, now time.Time) {
 			return
 		}
 		if d.msg.expired(now) {
+			if ss.expiry > 0 {
+				s.apply(deleteDelivery(ss.id, d.seq))
+			}
 			continue
 		}
 		s.sendNew(ss, c, d, now)
@@ -247,13 +268,47 @@ func (s *Server) pump(ss *session, c *conn, now time.Time) {
 
 // sendNew sends a QoS 1/2 delivery under a fresh packet id. Callers hold
 // ss.mu.
+//
+// A QoS 2 message to a persistent session is sent only once its packet id
+// is durable, so that after a restart it is sent again under the same id
+// (with DUP) and never as a new message: exactly once survives a crash.
 func (s *Server) sendNew(ss *session, c *conn, d delivery, now time.Time) {
 	id := ss.allocID()
-	ss.seq++
-	om := &outMsg{delivery: d, id: id, state: awaitAck, seq: ss.seq}
-	if c.writePublish(&om.delivery, id, false, now) {
-		ss.inflight[id] = om
+	om := &outMsg{delivery: d, id: id, state: awaitAck}
+	ss.inflight[id] = om
+	if d.qos == 2 && ss.expiry > 0 && !s.memStore {
+		s.apply(putDelivery(ss.id, &om.delivery, store.StateAwaitAck, id))
+		s.st.Sync(func(err error) {
+			if err != nil {
+				s.log.Error("QoS 2 delivery not stored; sending anyway", "client", ss.id, "err", err)
+			}
+			if !c.writePublish(&om.delivery, id, false, time.Now()) {
+				go s.dropInflight(ss, om)
+			}
+		})
+		return
 	}
+	if !c.writePublish(&om.delivery, id, false, now) {
+		delete(ss.inflight, id)
+		if ss.expiry > 0 {
+			s.apply(deleteDelivery(ss.id, d.seq))
+		}
+	}
+}
+
+// dropInflight forgets an in-flight message that could not be sent to its
+// client (larger than the client accepts).
+func (s *Server) dropInflight(ss *session, om *outMsg) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.inflight[om.id] != om {
+		return
+	}
+	delete(ss.inflight, om.id)
+	if ss.expiry > 0 {
+		s.apply(deleteDelivery(ss.id, om.seq))
+	}
+	s.pump(ss, ss.conn, time.Now())
 }
 
 // outLimit is how many QoS 1/2 messages may be unacknowledged at once.

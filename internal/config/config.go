@@ -29,13 +29,16 @@ import (
 
 // Config is the whole configuration of a broker.
 type Config struct {
-	DataDir   string     `toml:"data_dir"` // default "./moat-data"
-	Log       Log        `toml:"log"`      // [log]
-	Listeners []Listener `toml:"listener"` // [[listener]] tables; at least one
-	Auth      Auth       `toml:"auth"`     // [auth]
-	ACL       []ACLRule  `toml:"acl"`      // [[acl]] tables
-	MQTT      MQTT       `toml:"mqtt"`     // [mqtt]
-	Sys       Sys        `toml:"sys"`      // [sys]
+	DataDir      string     `toml:"data_dir"`      // default "./moat-data"
+	Store        string     `toml:"store"`         // "bolt" (default: a file in data_dir) | "memory" (nothing survives a restart)
+	Sync         string     `toml:"sync"`          // "always" | "batch" (default) | "periodic"; see package store
+	SyncInterval Duration   `toml:"sync_interval"` // fsync interval for sync = "periodic"; default 1s
+	Log          Log        `toml:"log"`           // [log]
+	Listeners    []Listener `toml:"listener"`      // [[listener]] tables; at least one
+	Auth         Auth       `toml:"auth"`          // [auth]
+	ACL          []ACLRule  `toml:"acl"`           // [[acl]] tables
+	MQTT         MQTT       `toml:"mqtt"`          // [mqtt]
+	Sys          Sys        `toml:"sys"`           // [sys]
 
 	// src is where the configuration came from (nil when built in code):
 	// positions for error messages, and which keys were written.
@@ -47,6 +50,18 @@ type Log struct {
 	Level  string `toml:"level"`  // debug | info | warn | error; default info
 	Format string `toml:"format"` // text | json; default text
 }
+
+// Store kinds, sync policies and queue overflow policies.
+const (
+	StoreBolt          = "bolt"
+	StoreMemory        = "memory"
+	SyncAlways         = "always"
+	SyncBatch          = "batch"
+	SyncPeriodic       = "periodic"
+	OverflowDropOldest = "drop_oldest"
+	OverflowDropNew    = "drop_new"
+	OverflowDisconnect = "disconnect"
+)
 
 // Listener types.
 const (
@@ -116,6 +131,8 @@ type MQTT struct {
 	MaxClientIDLength int      `toml:"max_client_id_length"` // default 256; 23..65535
 	MaxTopicLength    int      `toml:"max_topic_length"`     // default 65535; 1..65535
 	WillDelayMax      Duration `toml:"max_will_delay"`       // 0 = no cap
+	QueueOverflow     string   `toml:"queue_overflow"`       // "drop_oldest" (default) | "drop_new" | "disconnect"
+	CleanupInterval   Duration `toml:"cleanup_interval"`     // sweep of expired queued messages; default 1m
 }
 
 // Sys configures the $SYS topics.
@@ -203,6 +220,21 @@ func (c *Config) unset(path string, zero bool) bool {
 func (c *Config) ApplyDefaults() {
 	if c.unset("data_dir", c.DataDir == "") {
 		c.DataDir = DefaultDataDir
+	}
+	if c.unset("store", c.Store == "") {
+		c.Store = StoreBolt
+	}
+	if c.unset("sync", c.Sync == "") {
+		c.Sync = SyncBatch
+	}
+	if c.unset("sync_interval", c.SyncInterval.Duration == 0) {
+		c.SyncInterval.Duration = time.Second
+	}
+	if c.unset("mqtt.queue_overflow", c.MQTT.QueueOverflow == "") {
+		c.MQTT.QueueOverflow = OverflowDropOldest
+	}
+	if c.unset("mqtt.cleanup_interval", c.MQTT.CleanupInterval.Duration == 0) {
+		c.MQTT.CleanupInterval.Duration = time.Minute
 	}
 	if c.unset("log.level", c.Log.Level == "") {
 		c.Log.Level = DefaultLogLevel

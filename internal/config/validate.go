@@ -63,6 +63,15 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		v.add("data_dir", ErrRequired, "must not be empty")
 	}
+	v.enum("store", c.Store, StoreBolt, StoreMemory)
+	v.enum("sync", c.Sync, SyncAlways, SyncBatch, SyncPeriodic)
+	if c.SyncInterval.Duration < 10*time.Millisecond {
+		v.add("sync_interval", ErrInvalid, "must be at least 10ms (got %s)", fmtDuration(c.SyncInterval.Duration))
+	}
+	v.enum("mqtt.queue_overflow", c.MQTT.QueueOverflow, OverflowDropOldest, OverflowDropNew, OverflowDisconnect)
+	if c.MQTT.CleanupInterval.Duration < time.Second {
+		v.add("mqtt.cleanup_interval", ErrInvalid, "must be at least 1s (got %s)", fmtDuration(c.MQTT.CleanupInterval.Duration))
+	}
 	v.enum("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	v.enum("log.format", c.Log.Format, "text", "json")
 	v.listeners()
