@@ -53,6 +53,7 @@ type conn struct {
 	authMethod    string
 
 	pub       packet.Publish       // reused decode target
+	ack       packet.Ack           // reused decode target
 	matchBuf  []topic.Subscription // reused routing scratch
 	connected bool
 	// pendingAcks counts acknowledgements waiting for the store;
@@ -315,13 +316,17 @@ func (c *conn) handle(fh packet.FixedHeader, body []byte) error {
 		c.send(&packet.Pingresp{})
 		return nil
 	}
+	if fh.Type >= packet.PUBACK && fh.Type <= packet.PUBCOMP {
+		if err := c.ack.Decode(fh, body, c.version); err != nil {
+			return err
+		}
+		return c.handleAck(&c.ack)
+	}
 	p, err := packet.Decode(fh, body, c.version)
 	if err != nil {
 		return err
 	}
 	switch p := p.(type) {
-	case *packet.Ack:
-		return c.handleAck(p)
 	case *packet.Subscribe:
 		return c.handleSubscribe(p)
 	case *packet.Unsubscribe:

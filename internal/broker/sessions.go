@@ -3,6 +3,8 @@ package broker
 import (
 	"time"
 
+	"moat/internal/auth"
+
 	"moat/internal/packet"
 	"moat/internal/store"
 	"moat/internal/topic"
@@ -43,7 +45,13 @@ func (s *Server) attach(c *conn, cp *connectPacket) (bool, error) {
 		if ss != nil {
 			ss.mu.Lock()
 			old := ss.conn
+			owner := ss.principal
 			ss.mu.Unlock()
+			if !mayTakeOver(owner, c.principal) {
+				s.mu.Unlock()
+				s.log.Warn("session of another principal refused", "client", id, "owner", owner.String(), "principal", c.principal.String(), "remote", c.remote)
+				return false, c.refuse(cp.ProtocolVersion, packet.NotAuthorized, packet.V3NotAuthorized, "client id belongs to another principal")
+			}
 			if old != nil {
 				s.mu.Unlock()
 				s.log.Info("session taken over", "client", id, "old_remote", old.remote, "new_remote", c.remote)
@@ -314,4 +322,15 @@ func (s *Server) dropInflight(ss *session, om *outMsg) {
 // outLimit is how many QoS 1/2 messages may be unacknowledged at once.
 func (c *conn) outLimit() int {
 	return int(min(c.clientRecvMax, c.s.limits.maxInflight))
+}
+
+// mayTakeOver reports whether principal p may resume or take over a session
+// owned by owner: only the same identity may, so a device with valid
+// credentials cannot steal another device's session by reusing its client
+// id. Sessions of anonymous clients belong to no one.
+func mayTakeOver(owner, p *auth.Principal) bool {
+	if owner == nil || owner.ID == "" {
+		return true
+	}
+	return owner.Equal(p)
 }
