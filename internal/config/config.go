@@ -67,16 +67,73 @@ const (
 const (
 	ListenerTCP = "tcp"
 	ListenerWS  = "ws"
+	ListenerTLS = "tls"
+	ListenerWSS = "wss"
 )
 
 // Listener is one address the broker accepts connections on.
 type Listener struct {
 	Name           string `toml:"name"`            // default: Type + "-" + index in the list; unique
-	Type           string `toml:"type"`            // "tcp" | "ws" ("tls", "wss": not supported yet)
+	Type           string `toml:"type"`            // "tcp" | "ws" | "tls" | "wss"
 	Address        string `toml:"address"`         // host:port; default tcp 127.0.0.1:1883, ws 127.0.0.1:8083
 	Path           string `toml:"path"`            // ws only; default "/mqtt"
 	AllowAnonymous *bool  `toml:"allow_anonymous"` // nil = inherit Auth.AllowAnonymous
 	MaxConnections int    `toml:"max_connections"` // 0 = unlimited
+
+	// TLS is required for "tls" and "wss" listeners and refused for the
+	// plain-text types.
+	TLS *TLS `toml:"tls"` // [listener.tls]
+
+	// Limits on connection attempts, for every listener type.
+	HandshakeTimeout Duration `toml:"handshake_timeout"` // TLS handshake + CONNECT; default 10s
+	MaxHandshakes    int      `toml:"max_handshakes"`    // concurrent handshakes; default 512
+	ConnRatePerIP    float64  `toml:"conn_rate_per_ip"`  // new connections per second per source IP; default 50; 0 = from the file means unlimited
+	ConnBurstPerIP   int      `toml:"conn_burst_per_ip"` // burst above the rate; default 100
+}
+
+// TLS is the TLS policy of a "tls" or "wss" listener.
+type TLS struct {
+	Cert            string    `toml:"cert"`              // PEM chain, leaf first (required)
+	Key             string    `toml:"key"`               // PEM key: PKCS#1, SEC1, PKCS#8 or encrypted PKCS#8; default: in cert
+	KeyPasswordFile string    `toml:"key_password_file"` // password of an encrypted key, from a file ...
+	KeyPasswordEnv  string    `toml:"key_password_env"`  // ... or an environment variable (never in this file)
+	SNI             []SNICert `toml:"sni"`               // [[listener.tls.sni]]: more certificates chosen by SNI
+	MinVersion      string    `toml:"min_version"`       // "1.2" (default) | "1.3"; lower is refused
+	CipherSuites    []string  `toml:"cipher_suites"`     // TLS 1.2 suites; only ECDHE + AEAD allowed; default all of those
+	ALPN            []string  `toml:"alpn"`              // default ["mqtt"]
+
+	ClientAuth       string   `toml:"client_auth"`        // "none" (default) | "optional" | "required"
+	ClientCA         []string `toml:"client_ca"`          // CA bundles for client certificates
+	MaxChainDepth    int      `toml:"max_chain_depth"`    // intermediates allowed; default 4
+	Identity         string   `toml:"identity"`           // certificate field that becomes the identity: cn (default), dn, subject:OU, subject:<oid>, san:dns, san:email, san:uri, san:ip, fingerprint
+	BindClientID     *bool    `toml:"bind_client_id"`     // client id must match the certificate; default true when client_auth is not "none"
+	ClientIDTemplate string   `toml:"client_id_template"` // what the client id must equal, e.g. "{cn}" or "dev-{subject:UID}"; default "{<identity>}"
+	ReloadInterval   Duration `toml:"reload_interval"`    // how often cert/key/CA files are checked for changes; default 10s
+
+	PSKFile         string   `toml:"psk_file"`          // TLS-PSK keys, mosquitto format identity:hexkey
+	PSKIdentityHint string   `toml:"psk_identity_hint"` // TLS 1.2 identity hint
+	PSKCipherSuites []string `toml:"psk_cipher_suites"` // TLS 1.2 PSK suites; default the AEAD ones
+}
+
+// SNICert is an additional certificate of a TLS listener.
+type SNICert struct {
+	Cert            string   `toml:"cert"`
+	Key             string   `toml:"key"`
+	KeyPasswordFile string   `toml:"key_password_file"`
+	KeyPasswordEnv  string   `toml:"key_password_env"`
+	Names           []string `toml:"names"` // default: the certificate's DNS names
+}
+
+// IsTLS reports whether the listener encrypts.
+func (l *Listener) IsTLS() bool { return l.Type == ListenerTLS || l.Type == ListenerWSS }
+
+// BindsClientID reports whether client ids on this listener must match the
+// client certificate.
+func (t *TLS) BindsClientID() bool {
+	if t == nil || t.ClientAuth == "" || t.ClientAuth == "none" {
+		return false
+	}
+	return t.BindClientID == nil || *t.BindClientID
 }
 
 // Auth configures authentication.
@@ -149,6 +206,8 @@ const (
 	DefaultTCPAddress        = "127.0.0.1:1883"
 	DefaultWSAddress         = "127.0.0.1:8083"
 	DefaultWSPath            = "/mqtt"
+	DefaultTLSAddress        = "0.0.0.0:8883"
+	DefaultWSSAddress        = "0.0.0.0:8084"
 	DefaultMaxPacketSize     = 1 << 20
 	MaxPacketSizeLimit       = 268435460 // 256 MiB of remaining length + 5 bytes of fixed header
 	DefaultReceiveMaximum    = 1024
@@ -256,8 +315,45 @@ func (c *Config) ApplyDefaults() {
 				l.Address = DefaultWSAddress
 			}
 		}
-		if l.Type == ListenerWS && c.unset(p+"path", l.Path == "") {
+		if c.unset(p+"address", l.Address == "") {
+			switch l.Type {
+			case ListenerTLS:
+				l.Address = DefaultTLSAddress
+			case ListenerWSS:
+				l.Address = DefaultWSSAddress
+			}
+		}
+		if (l.Type == ListenerWS || l.Type == ListenerWSS) && c.unset(p+"path", l.Path == "") {
 			l.Path = DefaultWSPath
+		}
+		if c.unset(p+"handshake_timeout", l.HandshakeTimeout.Duration == 0) {
+			l.HandshakeTimeout.Duration = 10 * time.Second
+		}
+		if c.unset(p+"max_handshakes", l.MaxHandshakes == 0) {
+			l.MaxHandshakes = 512
+		}
+		if c.unset(p+"conn_rate_per_ip", l.ConnRatePerIP == 0) {
+			l.ConnRatePerIP = 50
+		}
+		if c.unset(p+"conn_burst_per_ip", l.ConnBurstPerIP == 0) {
+			l.ConnBurstPerIP = 100
+		}
+		if t := l.TLS; t != nil {
+			if c.unset(p+"tls.min_version", t.MinVersion == "") {
+				t.MinVersion = "1.2"
+			}
+			if c.unset(p+"tls.client_auth", t.ClientAuth == "") {
+				t.ClientAuth = "none"
+			}
+			if c.unset(p+"tls.identity", t.Identity == "") {
+				t.Identity = "cn"
+			}
+			if c.unset(p+"tls.client_id_template", t.ClientIDTemplate == "") {
+				t.ClientIDTemplate = "{" + t.Identity + "}"
+			}
+			if c.unset(p+"tls.reload_interval", t.ReloadInterval.Duration == 0) {
+				t.ReloadInterval.Duration = 10 * time.Second
+			}
 		}
 	}
 	for i := range c.ACL {

@@ -49,8 +49,11 @@ func TestParseErrors(t *testing.T) {
 		{"log format", "[log]\nformat = \"xml\"\n" + minimal, 2, `log.format: "xml" is not allowed`, ErrInvalid},
 		{"listener type missing", "[[listener]]\naddress = \"127.0.0.1:1\"\n", 1, "listener[0].type: type is required", ErrRequired},
 		{"listener type bad", "[[listener]]\ntype = \"udp\"\n", 2, `listener[0].type: "udp" is not a listener type`, ErrInvalid},
-		{"listener tls later", "[[listener]]\ntype = \"tls\"\n", 2, `listener type "tls" is not supported yet`, ErrNotSupported},
-		{"listener wss later", minimal + "[[listener]]\ntype = \"wss\"\n", 4, `"wss" is not supported yet`, ErrNotSupported},
+		{"tls listener without tls table", "[[listener]]\ntype = \"tls\"\n", 1, `needs a [listener.tls] table`, ErrRequired},
+		{"wss listener without tls table", minimal + "[[listener]]\ntype = \"wss\"\n", 3, `"wss" listener needs a [listener.tls] table`, ErrRequired},
+		{"tls below 1.2", "[[listener]]\ntype = \"tls\"\n[listener.tls]\ncert = \"c.pem\"\nmin_version = \"1.1\"\n", 5, `versions below TLS 1.2 are not supported`, ErrInvalid},
+		{"mtls without ca", "[[listener]]\ntype = \"tls\"\n[listener.tls]\ncert = \"c.pem\"\nclient_auth = \"required\"\n", 3, `needs at least one CA bundle`, ErrRequired},
+		{"tls table on tcp", "[[listener]]\ntype = \"tcp\"\n[listener.tls]\ncert = \"c.pem\"\n", 3, `does not use TLS`, ErrInvalid},
 		{"address not host:port", minimal + "address = \"localhost\"\n", 3, `listener[0].address: "localhost" is not host:port`, ErrInvalid},
 		{"address bad port", minimal + "address = \"127.0.0.1:99999\"\n", 3, "must be a number from 0 to 65535", ErrInvalid},
 		{"address named port", minimal + "address = \"127.0.0.1:mqtt\"\n", 3, "must be a number", ErrInvalid},
@@ -363,7 +366,7 @@ func TestExampleFile(t *testing.T) {
 			t.Errorf("example.toml does not document %q", key)
 		}
 	}
-	if c.DataDir != "/var/lib/moat" || len(c.Listeners) != 2 || len(c.Auth.Users) != 2 || len(c.ACL) != 8 {
+	if c.DataDir != "/var/lib/moat" || len(c.Listeners) != 3 || len(c.Auth.Users) != 2 || len(c.ACL) != 8 {
 		t.Errorf("unexpected example: %+v", c)
 	}
 	if c.Listeners[1].Path != "/mqtt" || c.MQTT.MaxSessionExpiry.Duration != 7*24*time.Hour || c.MQTT.WillDelayMax.Duration != time.Hour {
@@ -470,5 +473,16 @@ func TestLoadMissingFile(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "nope.toml"))
 	if err == nil || !strings.Contains(err.Error(), "nope.toml") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+func TestExampleTLS(t *testing.T) {
+	c, err := Load(filepath.Join("testdata", "example.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := c.Listeners[2]
+	if !l.IsTLS() || l.TLS == nil || l.TLS.ClientAuth != "optional" || !l.TLS.BindsClientID() || l.TLS.ClientIDTemplate != "{cn}" || len(l.TLS.SNI) != 1 {
+		t.Errorf("unexpected tls listener: %+v %+v", l, l.TLS)
 	}
 }

@@ -107,17 +107,15 @@ func (v *validator) listeners() {
 		l := &c.Listeners[i]
 		p := "listener[" + strconv.Itoa(i) + "]"
 		switch l.Type {
-		case ListenerTCP, ListenerWS:
-		case "tls", "wss":
-			v.add(p+".type", ErrNotSupported, "listener type %q is not supported yet; use \"tcp\" or \"ws\" for now", l.Type)
-			continue
+		case ListenerTCP, ListenerWS, ListenerTLS, ListenerWSS:
 		case "":
-			v.add(p+".type", ErrRequired, "type is required: %s", oneOf(ListenerTCP, ListenerWS))
+			v.add(p+".type", ErrRequired, "type is required: %s", oneOf(ListenerTCP, ListenerWS, ListenerTLS, ListenerWSS))
 			continue
 		default:
-			v.add(p+".type", ErrInvalid, "%q is not a listener type; use %s", l.Type, oneOf(ListenerTCP, ListenerWS))
+			v.add(p+".type", ErrInvalid, "%q is not a listener type; use %s", l.Type, oneOf(ListenerTCP, ListenerWS, ListenerTLS, ListenerWSS))
 			continue
 		}
+		v.listenerTLS(p, l)
 		if l.Name == "" {
 			v.add(p+".name", ErrRequired, "must not be empty")
 		} else if prev, dup := names[l.Name]; dup {
@@ -133,7 +131,7 @@ func (v *validator) listeners() {
 				bound = append(bound, boundAddr{host, port, l.Address, p})
 			}
 		}
-		if l.Type == ListenerWS {
+		if l.Type == ListenerWS || l.Type == ListenerWSS {
 			if !strings.HasPrefix(l.Path, "/") {
 				v.add(p+".path", ErrInvalid, "websocket path %q must start with '/'", l.Path)
 			}
@@ -297,4 +295,58 @@ func fmtDuration(d time.Duration) string {
 		return d.String()
 	}
 	return string(b)
+}
+
+// listenerTLS checks the [listener.tls] table against the listener type.
+// The TLS material itself (files, suites, identity sources) is checked when
+// the broker builds the TLS policy, before anything binds.
+func (v *validator) listenerTLS(p string, l *Listener) {
+	if l.HandshakeTimeout.Duration < 100*time.Millisecond {
+		v.add(p+".handshake_timeout", ErrInvalid, "must be at least 100ms (got %s)", fmtDuration(l.HandshakeTimeout.Duration))
+	}
+	if l.MaxHandshakes < 1 {
+		v.add(p+".max_handshakes", ErrInvalid, "must be at least 1 (got %d)", l.MaxHandshakes)
+	}
+	if l.ConnRatePerIP < 0 {
+		v.add(p+".conn_rate_per_ip", ErrInvalid, "must not be negative")
+	}
+	if l.ConnBurstPerIP < 1 {
+		v.add(p+".conn_burst_per_ip", ErrInvalid, "must be at least 1 (got %d)", l.ConnBurstPerIP)
+	}
+	t := l.TLS
+	if !l.IsTLS() {
+		if t != nil {
+			v.add(p+".tls", ErrInvalid, "a %q listener does not use TLS; use type \"tls\" or \"wss\"", l.Type)
+		}
+		return
+	}
+	if t == nil {
+		v.add(p+".tls", ErrRequired, "a %q listener needs a [listener.tls] table with cert and key", l.Type)
+		return
+	}
+	if t.Cert == "" {
+		v.add(p+".tls.cert", ErrRequired, "must name the server certificate chain (PEM)")
+	}
+	if t.KeyPasswordFile != "" && t.KeyPasswordEnv != "" {
+		v.add(p+".tls.key_password_file", ErrInvalid, "set key_password_file or key_password_env, not both")
+	}
+	if t.MinVersion != "1.2" && t.MinVersion != "1.3" {
+		v.add(p+".tls.min_version", ErrInvalid, "must be \"1.2\" or \"1.3\" (got %q); versions below TLS 1.2 are not supported", t.MinVersion)
+	}
+	if v.enum(p+".tls.client_auth", t.ClientAuth, "none", "optional", "required") {
+		if t.ClientAuth != "none" && len(t.ClientCA) == 0 {
+			v.add(p+".tls.client_ca", ErrRequired, "client_auth = %q needs at least one CA bundle", t.ClientAuth)
+		}
+		if t.ClientAuth == "none" && len(t.ClientCA) > 0 {
+			v.add(p+".tls.client_ca", ErrInvalid, "client_ca is set but client_auth is \"none\": client certificates would not be asked for")
+		}
+	}
+	if t.ReloadInterval.Duration < time.Second {
+		v.add(p+".tls.reload_interval", ErrInvalid, "must be at least 1s (got %s)", fmtDuration(t.ReloadInterval.Duration))
+	}
+	for i, s := range t.SNI {
+		if s.Cert == "" {
+			v.add(p+".tls.sni["+strconv.Itoa(i)+"].cert", ErrRequired, "must name a certificate chain (PEM)")
+		}
+	}
 }
