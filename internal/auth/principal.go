@@ -79,6 +79,21 @@ type Request struct {
 	Password       []byte // never logged
 	HasPassword    bool
 	AllowAnonymous bool // the listener's setting
+
+	// Transport is what the transport proved before CONNECT: a verified
+	// client certificate or a TLS-PSK identity. nil on plain-text
+	// connections.
+	Transport *TransportIdentity
+}
+
+// TransportIdentity is an identity proven by the transport layer.
+type TransportIdentity struct {
+	Method Method // MethodCert, MethodPSK, MethodPinnedKey or MethodProxyTLS
+	ID     string // the mapped identity (certificate field, PSK identity)
+	// Attrs are extra facts for ACLs and logs: for certificates "cn",
+	// "dn", "fingerprint", "issuer", "serial"; for TLS "tls_version" and
+	// "tls_cipher".
+	Attrs map[string]string
 }
 
 // Authenticator decides who a connection is.
