@@ -55,8 +55,14 @@ import (
 // password-guessing flood; cached logins do not wait for a slot.
 type Static struct {
 	users map[string]string // username -> hash
-	dummy string            // verified for unknown users
 	cache *verifyCache
+
+	// The dummy hash is made on first use: a broker without users never
+	// pays for it, and start-up stays fast.
+	dummyOnce sync.Once
+	dummy     string // verified for unknown users
+	dummyErr  error
+	userList  []config.User
 }
 
 const (
@@ -87,11 +93,7 @@ func NewStatic(users []config.User) (*Static, error) {
 		}
 		s.users[u.Username] = u.PasswordHash
 	}
-	dummy, err := dummyHash(users)
-	if err != nil {
-		return nil, err
-	}
-	s.dummy = dummy
+	s.userList = append([]config.User(nil), users...)
 	return s, nil
 }
 
@@ -149,6 +151,10 @@ func (s *Static) Authenticate(ctx context.Context, r *Request) (*Principal, erro
 	}
 	hash, known := s.users[r.Username]
 	if !known {
+		s.dummyOnce.Do(func() { s.dummy, s.dummyErr = dummyHash(s.userList) })
+		if s.dummyErr != nil {
+			return nil, s.dummyErr
+		}
 		hash = s.dummy
 	}
 	key := s.cache.key(r.Username, hash, r.Password)

@@ -242,10 +242,18 @@ func TestDummyHashFollowsUsers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if s.dummy != "" {
+		t.Error("dummy hash made before it was needed")
+	}
+	ctx := context.Background()
+	if _, err := s.Authenticate(ctx, &Request{Username: "nobody", HasUsername: true, Password: []byte("p"), HasPassword: true}); err == nil {
+		t.Fatal("unknown user accepted")
+	}
 	if c, err := bcryptCost(s.dummy); err != nil || c != 5 {
 		t.Errorf("dummy %q: cost %d %v; want bcrypt cost 5 like most users", s.dummy, c, err)
 	}
 	s, _ = NewStatic(nil)
+	s.Authenticate(ctx, &Request{Username: "nobody", HasUsername: true, Password: []byte("p"), HasPassword: true})
 	if p, _, _, err := parseArgon2id(s.dummy); err != nil || p != hashParams {
 		t.Errorf("dummy without users: %+v %v", p, err)
 	}
