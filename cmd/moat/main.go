@@ -100,6 +100,23 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-hup:
+				if err := srv.Reload(); err != nil {
+					log.Error("reload failed; keeping the previous certificates", "err", err)
+				} else {
+					log.Info("reloaded TLS certificates, keys and CAs")
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	log.Info("moat started", "version", version, "data_dir", cfg.DataDir)
 	if err := srv.Serve(ctx); err != nil && !errors.Is(err, broker.ErrClosed) {
 		log.Error("shutdown", "err", err)

@@ -51,6 +51,8 @@ type conn struct {
 	clientMaxPkt  uint32
 	aliases       []string // inbound topic aliases, index = alias
 	authMethod    string
+	tlsVersion    uint16
+	tlsSuite      uint16
 
 	pub       packet.Publish       // reused decode target
 	ack       packet.Ack           // reused decode target
@@ -95,8 +97,13 @@ func (c *conn) serve() {
 		c.s.mu.Unlock()
 	}()
 	c.br = bufio.NewReaderSize(c.nc, 4096)
+	err := c.handshake()
+	if err != nil {
+		c.nc.Close()
+		return
+	}
 	c.s.goFunc(c.writeLoop)
-	err := c.connect()
+	err = c.connect()
 	if err == nil {
 		err = c.loop()
 	}

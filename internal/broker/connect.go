@@ -79,7 +79,7 @@ func (c *conn) refuse(ver byte, code packet.ReasonCode, v3code byte, msg string)
 
 // readConnect reads the first packet, which must be a valid CONNECT.
 func (c *conn) readConnect() (*connectPacket, error) {
-	c.nc.SetReadDeadline(time.Now().Add(c.s.limits.connectTimeout))
+	c.nc.SetReadDeadline(time.Now().Add(c.bl.cfg.HandshakeTimeout.Duration))
 	fh, body, err := c.readPacket()
 	if err != nil {
 		var re *reasonError
@@ -199,6 +199,12 @@ func (c *conn) authenticate(cp *connectPacket) error {
 		HasPassword:    cp.PasswordFlag,
 		AllowAnonymous: c.s.cfg.AnonymousAllowed(c.bl.cfg),
 	}
+	ti, leaf, err := c.transportIdentity()
+	if err != nil {
+		c.s.log.Info("client certificate has no usable identity", "remote", c.remote, "identity", c.bl.cfg.TLS.Identity, "err", err)
+		return c.refuse(v, packet.NotAuthorized, packet.V3NotAuthorized, "client certificate has no "+c.bl.cfg.TLS.Identity)
+	}
+	req.Transport = ti
 	ctx, cancel := c.ctxFor()
 	defer cancel()
 	p, err := c.s.authn.Authenticate(ctx, req)
@@ -213,7 +219,7 @@ func (c *conn) authenticate(cp *connectPacket) error {
 		return c.refuse(v, packet.NotAuthorized, packet.V3NotAuthorized, "will topic not authorized")
 	}
 	c.principal = p
-	return nil
+	return c.bindClientID(cp, leaf)
 }
 
 // sendConnack acknowledges a successful CONNECT with the server's limits.

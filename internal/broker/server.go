@@ -25,6 +25,7 @@ import (
 	"moat/internal/listener"
 	"moat/internal/packet"
 	"moat/internal/store"
+	"moat/internal/tlspolicy"
 	"moat/internal/topic"
 )
 
@@ -66,12 +67,17 @@ type Server struct {
 
 	wg   sync.WaitGroup // every goroutine the server starts
 	done chan struct{}
+	// ctx ends at Shutdown; background watchers run under it.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 type boundListener struct {
-	cfg *config.Listener
-	ln  net.Listener
-	n   atomic.Int64 // open connections
+	cfg    *config.Listener
+	ln     net.Listener
+	gate   *listener.HandshakeGate
+	policy *tlspolicy.Policy // nil for plain-text listeners
+	n      atomic.Int64      // open connections
 }
 
 // limits are the configuration values the hot path reads.
@@ -129,6 +135,7 @@ func New(opts Options) (*Server, error) {
 		conns:    make(map[*conn]struct{}),
 		done:     make(chan struct{}),
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if s.version == "" {
 		s.version = "dev"
 	}
@@ -146,7 +153,7 @@ func New(opts Options) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("broker: %w", err)
 		}
-		s.authn = st
+		s.authn = &auth.Transport{Next: st}
 	}
 	if s.authz == nil {
 		defAllow := cfg.Auth.ACLDefault == "allow" || (cfg.Auth.ACLDefault == "" && len(cfg.ACL) == 0)
@@ -233,35 +240,22 @@ func (s *Server) Listen() error {
 	var bound []*boundListener
 	for i := range s.cfg.Listeners {
 		l := &s.cfg.Listeners[i]
-		var ln net.Listener
-		var err error
-		switch l.Type {
-		case "tcp":
-			ln, err = listener.TCP(l.Address)
-		case "ws":
-			ln, err = listener.WebSocket(l.Address, listener.WSOptions{
-				Path:          l.Path,
-				MaxPacketSize: int(s.limits.maxPacket),
-				Log:           s.log.With("listener", l.Name),
-			})
-		default:
-			err = fmt.Errorf("broker: listener %q: unsupported type %q", l.Name, l.Type)
-		}
+		bl, err := s.bind(l)
 		if err != nil {
 			for _, b := range bound {
 				b.ln.Close()
 			}
 			return err
 		}
-		if !l.IsLoopback() {
+		if !l.IsTLS() && !l.IsLoopback() {
 			s.log.Warn("plain-text listener reachable beyond loopback: credentials and messages cross the network unencrypted",
-				"listener", l.Name, "address", ln.Addr().String())
+				"listener", l.Name, "address", bl.ln.Addr().String())
 		}
 		if s.cfg.AnonymousAllowed(l) {
 			s.log.Info("anonymous clients allowed", "listener", l.Name)
 		}
-		s.log.Info("listening", "listener", l.Name, "type", l.Type, "address", ln.Addr().String())
-		bound = append(bound, &boundListener{cfg: l, ln: ln})
+		s.log.Info("listening", "listener", l.Name, "type", l.Type, "address", bl.ln.Addr().String())
+		bound = append(bound, bl)
 	}
 	s.mu.Lock()
 	s.listeners = bound
@@ -305,6 +299,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	for i := 0; i < n; i++ {
 		bl := s.listeners[i]
 		s.goFunc(func() { s.acceptLoop(bl) })
+		if bl.policy != nil {
+			s.goFunc(func() { bl.policy.Watch(s.ctx, bl.cfg.TLS.ReloadInterval.Duration) })
+		}
 	}
 	s.goFunc(s.sysLoop)
 	s.goFunc(s.cleanupLoop)
@@ -392,6 +389,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.closing = true
 	close(s.done)
+	s.cancel()
 	for i := range s.listeners {
 		s.listeners[i].ln.Close()
 	}

@@ -1,0 +1,234 @@
+package broker
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"fmt"
+	"net"
+
+	"moat/internal/auth"
+	"moat/internal/config"
+	"moat/internal/listener"
+	"moat/internal/packet"
+	"moat/internal/tlspolicy"
+)
+
+// tlsOptions maps a listener's [listener.tls] table onto the TLS policy.
+func tlsOptions(t *config.TLS) (tlspolicy.Options, error) {
+	minV, err := tlspolicy.ParseVersion(t.MinVersion)
+	if err != nil {
+		return tlspolicy.Options{}, err
+	}
+	if err := tlspolicy.ValidateIdentitySource(t.Identity); err != nil {
+		return tlspolicy.Options{}, fmt.Errorf("identity: %w", err)
+	}
+	if err := tlspolicy.ValidateClientIDTemplate(t.ClientIDTemplate); err != nil {
+		return tlspolicy.Options{}, fmt.Errorf("client_id_template: %w", err)
+	}
+	opts := tlspolicy.Options{
+		Certs: []tlspolicy.CertSource{{
+			CertFile:        t.Cert,
+			KeyFile:         t.Key,
+			KeyPasswordFile: t.KeyPasswordFile,
+			KeyPasswordEnv:  t.KeyPasswordEnv,
+		}},
+		MinVersion:    minV,
+		CipherSuites:  t.CipherSuites,
+		ClientAuth:    t.ClientAuth,
+		ClientCAFiles: t.ClientCA,
+		MaxChainDepth: t.MaxChainDepth,
+		ALPN:          t.ALPN,
+	}
+	for _, s := range t.SNI {
+		opts.Certs = append(opts.Certs, tlspolicy.CertSource{
+			CertFile:        s.Cert,
+			KeyFile:         s.Key,
+			KeyPasswordFile: s.KeyPasswordFile,
+			KeyPasswordEnv:  s.KeyPasswordEnv,
+			Names:           s.Names,
+		})
+	}
+	return opts, nil
+}
+
+// bind opens the transport of one configured listener: plain TCP or
+// WebSocket, or the same over TLS, always behind the per-IP rate limit and
+// the handshake gate.
+func (s *Server) bind(l *config.Listener) (*boundListener, error) {
+	raw, err := listener.TCP(l.Address)
+	if err != nil {
+		return nil, err
+	}
+	guarded := listener.Guard(raw, listener.GuardOptions{
+		MaxConnRatePerIP: l.ConnRatePerIP,
+		Burst:            l.ConnBurstPerIP,
+		MaxHandshakes:    l.MaxHandshakes,
+		HandshakeTimeout: l.HandshakeTimeout.Duration,
+		Log:              s.log.With("listener", l.Name),
+	})
+	bl := &boundListener{cfg: l, gate: guarded.(*listener.GuardedListener).Gate()}
+	if l.IsTLS() {
+		opts, err := tlsOptions(l.TLS)
+		if err != nil {
+			raw.Close()
+			return nil, fmt.Errorf("broker: listener %q: tls: %w", l.Name, err)
+		}
+		bl.policy, err = tlspolicy.New(opts, s.log.With("listener", l.Name))
+		if err != nil {
+			raw.Close()
+			return nil, fmt.Errorf("broker: listener %q: %w", l.Name, err)
+		}
+	}
+	wsOpts := listener.WSOptions{
+		Path:          l.Path,
+		MaxPacketSize: int(s.limits.maxPacket),
+		Log:           s.log.With("listener", l.Name),
+	}
+	switch l.Type {
+	case config.ListenerTCP, config.ListenerTLS:
+		bl.ln = guarded
+	case config.ListenerWS:
+		bl.ln = listener.ServeWebSocket(guarded, wsOpts)
+	case config.ListenerWSS:
+		tl := bl.gate.TLSListener(guarded, bl.policy.TLSConfig(), func(remote net.Addr, err error) {
+			bl.policy.ObserveHandshakeError(remote.String(), err)
+		})
+		bl.ln = listener.ServeWebSocket(tl, wsOpts)
+	default:
+		raw.Close()
+		return nil, fmt.Errorf("broker: listener %q: unsupported type %q", l.Name, l.Type)
+	}
+	return bl, nil
+}
+
+// handshake runs the TLS handshake of a "tls" listener's connection, within
+// the handshake gate's slots and deadline.
+func (c *conn) handshake() error {
+	bl := c.bl
+	if bl.policy == nil || bl.cfg.Type != config.ListenerTLS {
+		return nil
+	}
+	tc, err := bl.gate.Handshake(context.Background(), c.nc, bl.policy.TLSConfig())
+	if err != nil {
+		bl.policy.ObserveHandshakeError(c.remote, err)
+		return errKicked
+	}
+	c.nc = tc
+	return nil
+}
+
+// tlsStater is a connection that knows its TLS state: *tls.Conn, and the
+// WebSocket connections of a "wss" listener.
+type tlsStater interface {
+	ConnectionState() tls.ConnectionState
+}
+
+// transportIdentity maps a verified client certificate to the identity the
+// listener is configured to take from it. It returns nil when the client
+// sent no certificate.
+func (c *conn) transportIdentity() (*auth.TransportIdentity, *x509.Certificate, error) {
+	ts, ok := c.nc.(tlsStater)
+	if !ok || c.bl.cfg.TLS == nil {
+		return nil, nil, nil
+	}
+	st := ts.ConnectionState()
+	c.tlsVersion, c.tlsSuite = st.Version, st.CipherSuite
+	if len(st.PeerCertificates) == 0 || len(st.VerifiedChains) == 0 {
+		return nil, nil, nil
+	}
+	leaf := st.PeerCertificates[0]
+	id, err := tlspolicy.Identity(leaf, c.bl.cfg.TLS.Identity)
+	if err != nil {
+		return nil, leaf, err
+	}
+	fp := sha256.Sum256(leaf.Raw)
+	attrs := map[string]string{
+		"fingerprint": hex.EncodeToString(fp[:]),
+		"serial":      leaf.SerialNumber.String(),
+		"issuer":      leaf.Issuer.String(),
+		"tls_version": tls.VersionName(st.Version),
+		"tls_cipher":  tls.CipherSuiteName(st.CipherSuite),
+	}
+	if cn, err := tlspolicy.Identity(leaf, "cn"); err == nil {
+		attrs["cn"] = cn
+	}
+	if dn, err := tlspolicy.Identity(leaf, "dn"); err == nil {
+		attrs["dn"] = dn
+	}
+	return &auth.TransportIdentity{Method: auth.MethodCert, ID: id, Attrs: attrs}, leaf, nil
+}
+
+// bindClientID applies client-id binding: on listeners that bind, a client
+// with a certificate must use the client id the template makes from it; an
+// empty client id is given that value.
+func (c *conn) bindClientID(cp *connectPacket, leaf *x509.Certificate) error {
+	t := c.bl.cfg.TLS
+	if leaf == nil || !t.BindsClientID() {
+		return nil
+	}
+	want, err := tlspolicy.ExpandClientIDTemplate(t.ClientIDTemplate, tlspolicy.CertIdentityFields(leaf))
+	if err != nil || want == "" {
+		return c.refuse(cp.ProtocolVersion, packet.ClientIdentifierNotValid, packet.V3IdentifierRejected, "client certificate lacks the fields of client_id_template")
+	}
+	if cp.assignedID {
+		cp.ClientID = want
+		c.clientID = want
+		return nil
+	}
+	if cp.ClientID != want {
+		return c.refuse(cp.ProtocolVersion, packet.ClientIdentifierNotValid, packet.V3IdentifierRejected, fmt.Sprintf("client id %s does not match the client certificate (%s expected)", quote(cp.ClientID), quote(want)))
+	}
+	return nil
+}
+
+// Reload re-reads the certificates, keys and CA bundles of every TLS
+// listener (SIGHUP). Established connections are kept; new handshakes use
+// the new material. A listener whose files fail to load keeps its old
+// material; the first error is returned.
+func (s *Server) Reload() error {
+	s.mu.RLock()
+	ls := s.listeners
+	s.mu.RUnlock()
+	var first error
+	for _, bl := range ls {
+		if bl.policy == nil {
+			continue
+		}
+		if err := bl.policy.Reload(); err != nil && first == nil {
+			first = fmt.Errorf("listener %q: %w", bl.cfg.Name, err)
+		}
+	}
+	return first
+}
+
+// TLSStatus returns the reload status of every TLS listener by name.
+func (s *Server) TLSStatus() map[string]tlspolicy.ReloadStatus {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[string]tlspolicy.ReloadStatus)
+	for _, bl := range s.listeners {
+		if bl.policy != nil {
+			out[bl.cfg.Name] = bl.policy.Status()
+		}
+	}
+	return out
+}
+
+// HandshakeFailures returns the failed-handshake counters by reason, summed
+// over the TLS listeners.
+func (s *Server) HandshakeFailures() map[string]uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[string]uint64)
+	for _, bl := range s.listeners {
+		if bl.policy != nil {
+			for k, v := range bl.policy.Stats().Snapshot() {
+				out[k] += v
+			}
+		}
+	}
+	return out
+}
