@@ -96,12 +96,12 @@ func (c *conn) serve() {
 		delete(c.s.conns, c)
 		c.s.mu.Unlock()
 	}()
-	c.br = bufio.NewReaderSize(c.nc, 4096)
 	err := c.handshake()
 	if err != nil {
 		c.nc.Close()
 		return
 	}
+	c.br = bufio.NewReaderSize(c.nc, 4096)
 	c.s.goFunc(c.writeLoop)
 	err = c.connect()
 	if err == nil {

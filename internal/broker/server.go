@@ -26,6 +26,7 @@ import (
 	"moat/internal/packet"
 	"moat/internal/store"
 	"moat/internal/tlspolicy"
+	"moat/internal/tlspsk"
 	"moat/internal/topic"
 )
 
@@ -73,11 +74,13 @@ type Server struct {
 }
 
 type boundListener struct {
-	cfg    *config.Listener
-	ln     net.Listener
-	gate   *listener.HandshakeGate
-	policy *tlspolicy.Policy // nil for plain-text listeners
-	n      atomic.Int64      // open connections
+	cfg      *config.Listener
+	ln       net.Listener
+	gate     *listener.HandshakeGate
+	policy   *tlspolicy.Policy // nil for plain-text listeners
+	psk      *tlspsk.Config    // TLS-PSK on a "tls" listener, or nil
+	pskStore *tlspsk.FileStore
+	n        atomic.Int64 // open connections
 }
 
 // limits are the configuration values the hot path reads.
@@ -301,6 +304,11 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.goFunc(func() { s.acceptLoop(bl) })
 		if bl.policy != nil {
 			s.goFunc(func() { bl.policy.Watch(s.ctx, bl.cfg.TLS.ReloadInterval.Duration) })
+		}
+		if bl.pskStore != nil {
+			s.goFunc(func() {
+				bl.pskStore.Watch(s.ctx, bl.cfg.TLS.ReloadInterval.Duration, s.log.With("listener", bl.cfg.Name))
+			})
 		}
 	}
 	s.goFunc(s.sysLoop)

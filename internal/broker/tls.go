@@ -8,12 +8,14 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
+	"strings"
 
 	"moat/internal/auth"
 	"moat/internal/config"
 	"moat/internal/listener"
 	"moat/internal/packet"
 	"moat/internal/tlspolicy"
+	"moat/internal/tlspsk"
 )
 
 // tlsOptions maps a listener's [listener.tls] table onto the TLS policy.
@@ -70,7 +72,14 @@ func (s *Server) bind(l *config.Listener) (*boundListener, error) {
 		Log:              s.log.With("listener", l.Name),
 	})
 	bl := &boundListener{cfg: l, gate: guarded.(*listener.GuardedListener).Gate()}
-	if l.IsTLS() {
+	if l.Type == config.ListenerTLS && l.TLS.PSKFile != "" {
+		bl.psk, bl.pskStore, err = pskConfig(l.TLS)
+		if err != nil {
+			raw.Close()
+			return nil, fmt.Errorf("broker: listener %q: %w", l.Name, err)
+		}
+	}
+	if l.IsTLS() && l.TLS.Cert != "" {
 		opts, err := tlsOptions(l.TLS)
 		if err != nil {
 			raw.Close()
@@ -104,19 +113,76 @@ func (s *Server) bind(l *config.Listener) (*boundListener, error) {
 	return bl, nil
 }
 
+// pskSuites are the TLS 1.2 PSK suites by their OpenSSL names.
+var pskSuites = map[string]uint16{
+	"ECDHE-PSK-CHACHA20-POLY1305": tlspsk.TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256,
+	"PSK-AES128-GCM-SHA256":       tlspsk.TLS_PSK_WITH_AES_128_GCM_SHA256,
+	"PSK-AES256-GCM-SHA384":       tlspsk.TLS_PSK_WITH_AES_256_GCM_SHA384,
+	"PSK-CHACHA20-POLY1305":       tlspsk.TLS_PSK_WITH_CHACHA20_POLY1305_SHA256,
+	"PSK-AES128-CCM":              tlspsk.TLS_PSK_WITH_AES_128_CCM,
+	"PSK-AES128-CCM8":             tlspsk.TLS_PSK_WITH_AES_128_CCM_8,
+}
+
+// pskConfig loads the PSK file of a listener and builds the TLS-PSK
+// server configuration.
+func pskConfig(t *config.TLS) (*tlspsk.Config, *tlspsk.FileStore, error) {
+	store, err := tlspsk.LoadPSKFile(t.PSKFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg := &tlspsk.Config{Keys: store, IdentityHint: t.PSKIdentityHint}
+	if len(t.PSKCipherSuites) > 0 {
+		for _, name := range t.PSKCipherSuites {
+			id, ok := pskSuites[strings.ToUpper(name)]
+			if !ok {
+				return nil, nil, fmt.Errorf("tls: psk_cipher_suites: %q is not an allowed PSK suite (allowed: ECDHE-PSK-CHACHA20-POLY1305, PSK-AES128-GCM-SHA256, PSK-AES256-GCM-SHA384, PSK-CHACHA20-POLY1305, PSK-AES128-CCM, PSK-AES128-CCM8)", name)
+			}
+			cfg.CipherSuites = append(cfg.CipherSuites, id)
+		}
+		// TLS 1.3 suites stay enabled.
+		cfg.CipherSuites = append(cfg.CipherSuites, tlspsk.TLS_AES_128_GCM_SHA256, tlspsk.TLS_CHACHA20_POLY1305_SHA256, tlspsk.TLS_AES_256_GCM_SHA384)
+	}
+	return cfg, store, nil
+}
+
 // handshake runs the TLS handshake of a "tls" listener's connection, within
-// the handshake gate's slots and deadline.
+// the handshake gate's slots and deadline. With TLS-PSK enabled, a client
+// whose ClientHello offers a PSK is handed to the TLS-PSK server, every
+// other client to crypto/tls: certificate and PSK devices share the port.
 func (c *conn) handshake() error {
 	bl := c.bl
-	if bl.policy == nil || bl.cfg.Type != config.ListenerTLS {
+	if bl.cfg.Type != config.ListenerTLS {
 		return nil
 	}
-	tc, err := bl.gate.Handshake(context.Background(), c.nc, bl.policy.TLSConfig())
+	var nc net.Conn
+	var err error
+	if bl.psk == nil {
+		nc, err = bl.gate.Handshake(context.Background(), c.nc, bl.policy.TLSConfig())
+	} else {
+		nc, err = bl.gate.HandshakeWith(context.Background(), c.nc, func(ctx context.Context, pc net.Conn, first []byte) (net.Conn, error) {
+			if psk, _ := tlspsk.ClientHelloOffersPSK(first); psk || bl.policy == nil {
+				pc := tlspsk.Server(pc, bl.psk)
+				if err := pc.Handshake(ctx); err != nil {
+					return nil, err
+				}
+				return pc, nil
+			}
+			tc := tls.Server(pc, bl.policy.TLSConfig())
+			if err := tc.HandshakeContext(ctx); err != nil {
+				return nil, err
+			}
+			return tc, nil
+		})
+	}
 	if err != nil {
-		bl.policy.ObserveHandshakeError(c.remote, err)
+		if bl.policy != nil {
+			bl.policy.ObserveHandshakeError(c.remote, err)
+		} else {
+			c.s.log.Debug("tls-psk handshake failed", "listener", bl.cfg.Name, "remote", c.remote, "err", err)
+		}
 		return errKicked
 	}
-	c.nc = tc
+	c.nc = nc
 	return nil
 }
 
@@ -130,6 +196,14 @@ type tlsStater interface {
 // listener is configured to take from it. It returns nil when the client
 // sent no certificate.
 func (c *conn) transportIdentity() (*auth.TransportIdentity, *x509.Certificate, error) {
+	if pc, ok := c.nc.(*tlspsk.Conn); ok {
+		st := pc.ConnectionState()
+		c.tlsVersion, c.tlsSuite = st.Version, st.CipherSuite
+		return &auth.TransportIdentity{Method: auth.MethodPSK, ID: st.Identity, Attrs: map[string]string{
+			"tls_version": tls.VersionName(st.Version),
+			"tls_cipher":  tlspsk.CipherSuiteName(st.CipherSuite),
+		}}, nil, nil
+	}
 	ts, ok := c.nc.(tlsStater)
 	if !ok || c.bl.cfg.TLS == nil {
 		return nil, nil, nil
@@ -194,6 +268,11 @@ func (s *Server) Reload() error {
 	s.mu.RUnlock()
 	var first error
 	for _, bl := range ls {
+		if bl.pskStore != nil {
+			if err := bl.pskStore.Reload(); err != nil && first == nil {
+				first = fmt.Errorf("listener %q: psk_file: %w", bl.cfg.Name, err)
+			}
+		}
 		if bl.policy == nil {
 			continue
 		}

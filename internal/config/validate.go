@@ -324,8 +324,11 @@ func (v *validator) listenerTLS(p string, l *Listener) {
 		v.add(p+".tls", ErrRequired, "a %q listener needs a [listener.tls] table with cert and key", l.Type)
 		return
 	}
-	if t.Cert == "" {
-		v.add(p+".tls.cert", ErrRequired, "must name the server certificate chain (PEM)")
+	if t.Cert == "" && (t.PSKFile == "" || l.Type != ListenerTLS || t.ClientAuth != "none") {
+		v.add(p+".tls.cert", ErrRequired, "must name the server certificate chain (PEM); only a \"tls\" listener with psk_file and no client certificates may go without one")
+	}
+	if t.PSKFile != "" && l.Type != ListenerTLS {
+		v.add(p+".tls.psk_file", ErrInvalid, "TLS-PSK is available on \"tls\" listeners only")
 	}
 	if t.KeyPasswordFile != "" && t.KeyPasswordEnv != "" {
 		v.add(p+".tls.key_password_file", ErrInvalid, "set key_password_file or key_password_env, not both")

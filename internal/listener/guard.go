@@ -354,6 +354,38 @@ func (g *HandshakeGate) Handshake(ctx context.Context, raw net.Conn, cfg *tls.Co
 }
 
 func (g *HandshakeGate) handshake(ctx context.Context, raw net.Conn, cfg *tls.Config) (*tls.Conn, error) {
+	c, err := g.serve(ctx, raw, func(ctx context.Context, pc net.Conn, _ []byte) (net.Conn, error) {
+		tc := tls.Server(pc, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return nil, err
+		}
+		return tc, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c.(*tls.Conn), nil
+}
+
+// HandshakeFunc is a server handshake run by HandshakeWith: pc replays the
+// client's first record (first) and then reads from the connection; ctx
+// carries the handshake deadline.
+type HandshakeFunc func(ctx context.Context, pc net.Conn, first []byte) (net.Conn, error)
+
+// HandshakeWith is Handshake for any handshake protocol: it waits, without
+// a slot, for the client's first record, takes a slot, and runs fn, all
+// within the gate's timeout. fn can look at the first record to choose a
+// protocol (crypto/tls or TLS-PSK on one port). On failure raw is closed.
+func (g *HandshakeGate) HandshakeWith(ctx context.Context, raw net.Conn, fn HandshakeFunc) (net.Conn, error) {
+	c, err := g.serve(ctx, raw, fn)
+	if err != nil {
+		_ = raw.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (g *HandshakeGate) serve(ctx context.Context, raw net.Conn, fn HandshakeFunc) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
 	deadline, _ := ctx.Deadline()
@@ -382,8 +414,9 @@ func (g *HandshakeGate) handshake(ctx context.Context, raw net.Conn, cfg *tls.Co
 		return nil, err
 	}
 	defer release()
-	tc := tls.Server(pc, cfg)
-	if err := tc.HandshakeContext(ctx); err != nil {
+	first := pc.buf
+	c, err := fn(ctx, pc, first)
+	if err != nil {
 		return nil, err
 	}
 	if !stop() {
@@ -392,7 +425,7 @@ func (g *HandshakeGate) handshake(ctx context.Context, raw net.Conn, cfg *tls.Co
 	if err := raw.SetDeadline(time.Time{}); err != nil {
 		return nil, err
 	}
-	return tc, nil
+	return c, nil
 }
 
 // maxFirstRecord is the largest TLS record body crypto/tls accepts
