@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for bin in mosquitto_pub:mosquitto-clients mosquitto_sub:mosquitto-clients mosquitto:mosquitto openssl:openssl; do
+for bin in mosquitto_pub:mosquitto-clients mosquitto_sub:mosquitto-clients mosquitto:mosquitto openssl:openssl sslscan:sslscan; do
 	command -v "${bin%%:*}" >/dev/null 2>&1 || need+=("${bin##*:}")
 done
 if ((${#need[@]})); then
@@ -46,6 +46,11 @@ fuzz() { # package target seconds
 	echo "fuzz $2: ok" >&2
 }
 fuzz ./internal/packet FuzzDecode 20
+fuzz ./internal/packet FuzzPublishReuse 5
 fuzz ./internal/topic FuzzMatch 10
+fuzz ./internal/tlspsk FuzzClientHello 10
+fuzz ./internal/tlspsk FuzzHandshakeMessages 10
+fuzz ./internal/tlspsk FuzzRecordLayer 10
+fuzz ./internal/tlspolicy FuzzDecryptPKCS8 5
 
 echo "== all tests passed" >&2
