@@ -181,11 +181,15 @@ func (s *Server) persistRetained(m *Message) {
 // delay, and their expiry starts now.
 func (s *Server) restore() error {
 	now := time.Now()
-	var nret, nsess, nmsg int
+	var nret, nsess, nmsg, nexp int
+	// Clean-up writes found while loading are applied once the whole
+	// store has loaded: a store that fails to load is not modified.
+	var cleanup []store.Op
 	err := s.st.Load(func(sm *store.Message) error {
 		m := messageFromStore(sm)
 		if m.expired(now) {
-			s.apply(store.Op{Kind: store.DeleteRetained, Topic: m.Topic})
+			cleanup = append(cleanup, store.Op{Kind: store.DeleteRetained, Topic: m.Topic})
+			nexp++
 			return nil
 		}
 		s.retained.Set(m.Topic, m)
@@ -230,6 +234,11 @@ func (s *Server) restore() error {
 				}
 				ss.inflight[sm.PacketID] = &outMsg{delivery: d, id: sm.PacketID, state: state}
 			default:
+				if d.msg.expired(now) {
+					cleanup = append(cleanup, deleteDelivery(rec.ClientID, d.seq))
+					nexp++
+					continue
+				}
 				ss.queue = append(ss.queue, d)
 				ss.qbytes += d.msg.size()
 			}
@@ -250,6 +259,9 @@ func (s *Server) restore() error {
 	if err != nil {
 		return err
 	}
+	if len(cleanup) > 0 {
+		s.apply(cleanup...)
+	}
 	// Timers: wills and expiry run from the time of disconnection.
 	for _, ss := range s.sessions {
 		ss.mu.Lock()
@@ -257,7 +269,7 @@ func (s *Server) restore() error {
 		ss.mu.Unlock()
 	}
 	if nret+nsess > 0 {
-		s.log.Info("state restored", "store", s.st.Path(), "sessions", nsess, "messages", nmsg, "retained", nret)
+		s.log.Info("state restored", "store", s.st.Path(), "sessions", nsess, "messages", nmsg, "retained", nret, "expired_dropped", nexp)
 	}
 	return nil
 }

@@ -83,16 +83,22 @@ func (c *qSub) publish(t *testing.T, topic, payload string, expiry *uint32) byte
 	return r.ReasonCode
 }
 
-// disconnect ends the connection normally and waits until it is closed.
-func (c *qSub) disconnect(t *testing.T) {
+// disconnect ends the connection normally and waits until the broker has
+// released the session: until then a message for it would still be
+// written to the closing connection (and kept in flight) rather than
+// queued.
+func (c *qSub) disconnect(t *testing.T, b *brokertest.Broker) {
 	t.Helper()
+	n := b.Server.ClientCount()
 	if err := c.Disconnect(&paho.Disconnect{ReasonCode: 0}); err != nil {
 		t.Fatalf("disconnect: %v", err)
 	}
-	select {
-	case <-c.Done():
-	case <-time.After(qWait):
-		t.Fatal("client not done after disconnect")
+	deadline := time.Now().Add(qWait)
+	for b.Server.ClientCount() >= n {
+		if time.Now().After(deadline) {
+			t.Fatal("broker did not release the session after DISCONNECT")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -177,14 +183,14 @@ func TestQueueLimitOffline(t *testing.T) {
 			b := brokertest.Start(t, opt)
 			sub, _ := qConnect(t, b.Addr, "sub", true, 300)
 			sub.subscribe(t, "q/t", 1)
-			sub.disconnect(t)
+			sub.disconnect(t, b)
 			pub, _ := qConnect(t, b.Addr, "pub", true, 0)
 			for i := range 10 {
 				if rc := pub.publish(t, "q/t", strconv.Itoa(i), nil); rc != 0 {
 					t.Fatalf("PUBACK %d: reason %#x", i, rc)
 				}
 			}
-			pub.disconnect(t)
+			pub.disconnect(t, b)
 			b.Stop()
 
 			b = brokertest.Start(t, opt)
@@ -210,7 +216,7 @@ func TestQueueLimitBytes(t *testing.T) {
 	})
 	sub, _ := qConnect(t, b.Addr, "sub", true, 300)
 	sub.subscribe(t, "q/b", 1)
-	sub.disconnect(t)
+	sub.disconnect(t, b)
 	pub, _ := qConnect(t, b.Addr, "pub", true, 0)
 	pad := string(make([]byte, 99))
 	for i := range 5 {
@@ -224,6 +230,24 @@ func TestQueueLimitBytes(t *testing.T) {
 			short[i] = g[:1]
 		}
 		t.Errorf("got messages %q, want the newest two [3 4]", short)
+	}
+}
+
+// TestQueueOversizedMessage: under drop_oldest, a message larger than
+// max_queued_bytes on its own can never be queued; it must be dropped
+// without evicting the queue.
+func TestQueueOversizedMessage(t *testing.T) {
+	b := brokertest.Start(t, func(c *config.Config) { c.MQTT.MaxQueuedBytes = 420 })
+	sub, _ := qConnect(t, b.Addr, "sub", true, 300)
+	sub.subscribe(t, "q/o", 1)
+	sub.disconnect(t, b)
+	pub, _ := qConnect(t, b.Addr, "pub", true, 0)
+	pub.publish(t, "q/o", "a", nil)
+	pub.publish(t, "q/o", "b", nil)
+	pub.publish(t, "q/o", string(make([]byte, 1000)), nil) // 1067 > 420 bytes
+	sub, _ = qConnect(t, b.Addr, "sub", false, 300)
+	if got := sub.drain(t, pub, "q/o"); !equal(got, []string{"a", "b"}) {
+		t.Errorf("got %d messages %.10q, want [a b]", len(got), got)
 	}
 }
 
@@ -357,7 +381,7 @@ func TestSessionExpiry(t *testing.T) {
 			b := brokertest.Start(t, opt)
 			c, _ := qConnect(t, b.Addr, "exp", true, 1)
 			c.subscribe(t, "e/t", 1)
-			c.disconnect(t)
+			c.disconnect(t, b)
 			gone := time.Now()
 			if restart {
 				b.Stop()
@@ -391,7 +415,7 @@ func TestSessionNotExpiredEarly(t *testing.T) {
 	b := brokertest.Start(t)
 	c, _ := qConnect(t, b.Addr, "keep", true, 60)
 	c.subscribe(t, "k/t", 1)
-	c.disconnect(t)
+	c.disconnect(t, b)
 	pub, _ := qConnect(t, b.Addr, "pub", true, 0)
 	if rc := pub.publish(t, "k/t", "x", nil); rc != 0 {
 		t.Fatalf("PUBACK reason %#x for an offline subscriber", rc)
@@ -409,14 +433,14 @@ func TestQueuedMessageExpiry(t *testing.T) {
 	b := brokertest.Start(t)
 	sub, _ := qConnect(t, b.Addr, "sub", true, 300)
 	sub.subscribe(t, "m/t", 1)
-	sub.disconnect(t)
+	sub.disconnect(t, b)
 	pub, _ := qConnect(t, b.Addr, "pub", true, 0)
 	one, hour := uint32(1), uint32(3600)
-	sent := time.Now()
 	pub.publish(t, "m/t", "short", &one)
+	acked := time.Now() // the broker stamped the message before this
 	pub.publish(t, "m/t", "forever", nil)
 	pub.publish(t, "m/t", "hour", &hour)
-	time.Sleep(time.Until(sent.Add(1100 * time.Millisecond)))
+	time.Sleep(time.Until(acked.Add(1050 * time.Millisecond)))
 	sub, _ = qConnect(t, b.Addr, "sub", false, 300)
 	deadline := time.After(qWait)
 	var got []string
@@ -450,7 +474,7 @@ func TestSysDropped(t *testing.T) {
 	})
 	sub, _ := qConnect(t, b.Addr, "sub", true, 300)
 	sub.subscribe(t, "s/t", 1)
-	sub.disconnect(t)
+	sub.disconnect(t, b)
 	mon, _ := qConnect(t, b.Addr, "mon", true, 0)
 	mon.subscribe(t, "$SYS/broker/messages/dropped", 0)
 	pub, _ := qConnect(t, b.Addr, "pub", true, 0)

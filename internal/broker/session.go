@@ -89,6 +89,12 @@ func (s *session) enqueue(d delivery, maxCount int, maxBytes int64, dropOldest b
 	full := func() bool {
 		return (maxCount > 0 && s.queued() >= maxCount) || (maxBytes > 0 && s.qbytes+sz > maxBytes)
 	}
+	if maxBytes > 0 && sz > maxBytes {
+		// Larger than the whole queue may hold: dropping others would
+		// not make room.
+		s.dropped++
+		return false, nil
+	}
 	for full() {
 		if !dropOldest || s.queued() == 0 {
 			s.dropped++

@@ -33,6 +33,7 @@ type Bolt struct {
 	ch       chan item
 	done     chan struct{}
 	stopSync chan struct{}
+	syncDone chan struct{}
 
 	// mu guards closed; Apply and Sync hold it shared while sending.
 	mu     sync.RWMutex
@@ -75,9 +76,14 @@ func OpenBolt(path string, opts BoltOptions) (st *Bolt, err error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	// bbolt panics on some kinds of corruption; turn that into an error.
+	// bbolt panics on some kinds of corruption; turn that into an error
+	// and release the file.
+	var db *bolt.DB
 	defer func() {
 		if r := recover(); r != nil {
+			if db != nil {
+				db.Close()
+			}
 			st, err = nil, fmt.Errorf("%w: %s: %v (the file was left untouched)", ErrCorrupt, path, r)
 		}
 	}()
@@ -86,7 +92,7 @@ func OpenBolt(path string, opts BoltOptions) (st *Bolt, err error) {
 			return nil, err
 		}
 	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, FreelistType: bolt.FreelistMapType})
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			return nil, fmt.Errorf("%w: %s is locked by another process (is another moat running on this data directory?)", ErrInUse, path)
@@ -94,29 +100,44 @@ func OpenBolt(path string, opts BoltOptions) (st *Bolt, err error) {
 		return nil, fmt.Errorf("%w: %s: %v (the file was left untouched)", ErrCorrupt, path, err)
 	}
 	db.NoSync = opts.Policy == SyncPeriodic
-	err = db.Update(func(tx *bolt.Tx) error {
+	// Check first without writing: a file that is refused is not touched.
+	ready := false
+	err = db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
 			if tx.Bucket(bucketSessions) != nil {
 				return fmt.Errorf("%w: %s: no schema record", ErrCorrupt, path)
 			}
-			var err error
-			if meta, err = tx.CreateBucket(bucketMeta); err != nil {
+			return nil
+		}
+		if v := meta.Get(keySchema); len(v) != 1 || v[0] != schemaVersion {
+			return fmt.Errorf("%w: %s: unsupported schema %v", ErrCorrupt, path, v)
+		}
+		ready = true
+		for _, b := range [][]byte{bucketSessions, bucketMessages, bucketInbound, bucketRetained} {
+			if tx.Bucket(b) == nil {
+				ready = false
+			}
+		}
+		return nil
+	})
+	if err == nil && !ready {
+		err = db.Update(func(tx *bolt.Tx) error {
+			meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+			if err != nil {
 				return err
 			}
 			if err := meta.Put(keySchema, []byte{schemaVersion}); err != nil {
 				return err
 			}
-		} else if v := meta.Get(keySchema); len(v) != 1 || v[0] != schemaVersion {
-			return fmt.Errorf("%w: %s: unsupported schema %v", ErrCorrupt, path, v)
-		}
-		for _, b := range [][]byte{bucketSessions, bucketMessages, bucketInbound, bucketRetained} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
+			for _, b := range [][]byte{bucketSessions, bucketMessages, bucketInbound, bucketRetained} {
+				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+					return err
+				}
 			}
-		}
-		return nil
-	})
+			return nil
+		})
+	}
 	if err != nil {
 		db.Close()
 		if errors.Is(err, ErrCorrupt) {
@@ -132,6 +153,7 @@ func OpenBolt(path string, opts BoltOptions) (st *Bolt, err error) {
 		ch:       make(chan item, 8192),
 		done:     make(chan struct{}),
 		stopSync: make(chan struct{}),
+		syncDone: make(chan struct{}),
 	}
 	go st.commitLoop()
 	if opts.Policy == SyncPeriodic {
@@ -254,6 +276,7 @@ func (b *Bolt) commit(batch []item) {
 }
 
 func (b *Bolt) syncLoop(interval time.Duration) {
+	defer close(b.syncDone)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -383,6 +406,7 @@ func (b *Bolt) Close() error {
 	<-b.done
 	if b.policy == SyncPeriodic {
 		close(b.stopSync)
+		<-b.syncDone
 	}
 	if err := b.db.Sync(); err != nil {
 		b.db.Close()
