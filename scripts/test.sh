@@ -48,6 +48,7 @@ fuzz() { # package target seconds
 fuzz ./internal/packet FuzzDecode 20
 fuzz ./internal/packet FuzzPublishReuse 5
 fuzz ./internal/topic FuzzMatch 10
+fuzz ./internal/store FuzzUnmarshal 5
 fuzz ./internal/tlspsk FuzzClientHello 10
 fuzz ./internal/tlspsk FuzzHandshakeMessages 10
 fuzz ./internal/tlspsk FuzzRecordLayer 10
