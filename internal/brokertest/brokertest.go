@@ -40,6 +40,9 @@ func Start(t testing.TB, opts ...Option) *Broker {
 	cfg := config.Default()
 	cfg.DataDir = t.TempDir()
 	cfg.Auth.AllowAnonymous = true
+	// Unset, so that ApplyDefaults picks "deny" when an option adds ACL
+	// rules, as it does for a configuration file.
+	cfg.Auth.ACLDefault = ""
 	cfg.Listeners = []config.Listener{
 		{Name: "tcp", Type: "tcp", Address: "127.0.0.1:0"},
 		{Name: "ws", Type: "ws", Address: "127.0.0.1:0", Path: "/mqtt"},
