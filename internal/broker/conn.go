@@ -53,11 +53,12 @@ type conn struct {
 	authMethod    string
 	tlsVersion    uint16
 	tlsSuite      uint16
+	connectedAt   time.Time
 
 	pub       packet.Publish       // reused decode target
 	ack       packet.Ack           // reused decode target
 	matchBuf  []topic.Subscription // reused routing scratch
-	connected bool
+	connected atomic.Bool          // CONNACK sent; principal, clientID, version are set
 	// pendingAcks counts acknowledgements waiting for the store;
 	// lastApplied is the store write count when this connection last
 	// waited for it.
@@ -127,7 +128,7 @@ func (c *conn) finish(err error) {
 		c.s.log.Debug("connection ended", "client", c.clientID, "remote", c.remote, "err", err)
 	}
 	c.closeAfterFlush()
-	if c.connected {
+	if c.connected.Load() {
 		c.s.detach(c)
 		c.s.stats.connected.Add(-1)
 	}
@@ -139,7 +140,7 @@ func (c *conn) finish(err error) {
 // sendDisconnect queues an MQTT 5 DISCONNECT with code, once connected.
 // A server never sends DISCONNECT to 3.1.1 clients.
 func (c *conn) sendDisconnect(code packet.ReasonCode) {
-	if !c.connected || c.version != packet.V5 {
+	if !c.connected.Load() || c.version != packet.V5 {
 		return
 	}
 	c.send(&packet.Disconnect{ReasonCode: code})
@@ -148,7 +149,7 @@ func (c *conn) sendDisconnect(code packet.ReasonCode) {
 // kick ends the connection from outside: an MQTT 5 client is told why.
 func (c *conn) kick(code packet.ReasonCode) {
 	c.wmu.Lock()
-	if !c.wclosing && c.connected && c.version == packet.V5 {
+	if !c.wclosing && c.connected.Load() && c.version == packet.V5 {
 		d := packet.Disconnect{ReasonCode: code}
 		c.wbuf, _ = d.Append(c.wbuf, c.version)
 	}

@@ -44,7 +44,8 @@ func (c *conn) connect() error {
 		}
 		return err
 	}
-	c.connected = true
+	c.connectedAt = time.Now()
+	c.connected.Store(true)
 	c.s.stats.connected.Add(1)
 	c.s.stats.totalConn.Add(1)
 	c.sendConnack(cp, present)
