@@ -54,6 +54,7 @@ type conn struct {
 	tlsVersion    uint16
 	tlsSuite      uint16
 	connectedAt   time.Time
+	deadline      time.Time // for the TLS handshake and CONNECT together
 
 	pub       packet.Publish       // reused decode target
 	ack       packet.Ack           // reused decode target
@@ -83,6 +84,7 @@ func newConn(s *Server, nc net.Conn, bl *boundListener) *conn {
 		nc:       nc,
 		bl:       bl,
 		remote:   nc.RemoteAddr().String(),
+		deadline: time.Now().Add(bl.cfg.HandshakeTimeout.Duration),
 		wsig:     make(chan struct{}, 1),
 		closed:   make(chan struct{}),
 		detached: make(chan struct{}),

@@ -80,7 +80,7 @@ func (c *conn) refuse(ver byte, code packet.ReasonCode, v3code byte, msg string)
 
 // readConnect reads the first packet, which must be a valid CONNECT.
 func (c *conn) readConnect() (*connectPacket, error) {
-	c.nc.SetReadDeadline(time.Now().Add(c.bl.cfg.HandshakeTimeout.Duration))
+	c.nc.SetReadDeadline(c.deadline)
 	fh, body, err := c.readPacket()
 	if err != nil {
 		var re *reasonError

@@ -156,10 +156,12 @@ func (c *conn) handshake() error {
 	}
 	var nc net.Conn
 	var err error
+	ctx, cancel := context.WithDeadline(context.Background(), c.deadline)
+	defer cancel()
 	if bl.psk == nil {
-		nc, err = bl.gate.Handshake(context.Background(), c.nc, bl.policy.TLSConfig())
+		nc, err = bl.gate.Handshake(ctx, c.nc, bl.policy.TLSConfig())
 	} else {
-		nc, err = bl.gate.HandshakeWith(context.Background(), c.nc, func(ctx context.Context, pc net.Conn, first []byte) (net.Conn, error) {
+		nc, err = bl.gate.HandshakeWith(ctx, c.nc, func(ctx context.Context, pc net.Conn, first []byte) (net.Conn, error) {
 			if psk, _ := tlspsk.ClientHelloOffersPSK(first); psk || bl.policy == nil {
 				pc := tlspsk.Server(pc, bl.psk)
 				if err := pc.Handshake(ctx); err != nil {

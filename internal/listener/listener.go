@@ -6,6 +6,7 @@ package listener
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -102,7 +103,7 @@ func (w *wsListener) handle(rw http.ResponseWriter, r *http.Request) {
 	c.SetReadLimit(limit)
 	ctx, cancel := context.WithCancel(context.Background())
 	nc := websocket.NetConn(ctx, c, websocket.MessageBinary)
-	conn := &wsConn{Conn: nc, cancel: cancel, remote: addrOf(r.RemoteAddr, nc.RemoteAddr())}
+	conn := &wsConn{Conn: nc, cancel: cancel, remote: addrOf(r.RemoteAddr, nc.RemoteAddr()), tls: r.TLS}
 	select {
 	case w.conns <- conn:
 	case <-w.done:
@@ -130,12 +131,21 @@ func (w *wsListener) Close() error {
 
 func (w *wsListener) Addr() net.Addr { return w.ln.Addr() }
 
-// wsConn reports the HTTP peer address and releases the WebSocket context
-// on Close.
+// wsConn reports the HTTP peer address and, for "wss", the TLS state, and
+// releases the WebSocket context on Close.
 type wsConn struct {
 	net.Conn
 	cancel context.CancelFunc
 	remote net.Addr
+	tls    *tls.ConnectionState // nil for plain "ws"
+}
+
+// ConnectionState is the TLS state of a "wss" connection (zero for "ws").
+func (c *wsConn) ConnectionState() tls.ConnectionState {
+	if c.tls == nil {
+		return tls.ConnectionState{}
+	}
+	return *c.tls
 }
 
 func (c *wsConn) RemoteAddr() net.Addr { return c.remote }
