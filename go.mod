@@ -16,4 +16,5 @@ require (
 	golang.org/x/net v0.62.0 // indirect
 	golang.org/x/sync v0.17.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
+	software.sslmate.com/src/go-pkcs12 v0.7.4
 )
