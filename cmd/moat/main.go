@@ -31,6 +31,7 @@ const usage = `moat — an MQTT 3.1.1 / 5.0 broker built around transport securi
 Usage:
   moat serve [--config FILE] [--data-dir DIR]   run the broker
   moat passwd [USERNAME]                        hash a password for [[auth.users]]
+  moat pki init|issue|sign|revoke|crl|list      the built-in certificate authority
   moat version                                  print the version
 `
 
@@ -48,6 +49,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return serve(args[1:], stderr)
 	case "passwd":
 		return passwd(args[1:], stdin, stdout, stderr)
+	case "pki":
+		return pkiCmd(args[1:], stdin, stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "moat", version)
 		return 0
