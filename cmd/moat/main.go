@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -67,12 +68,25 @@ func serve(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "configuration file (TOML); embedded defaults when empty")
 	dataDir := fs.String("data-dir", "", "data directory (overrides data_dir)")
+	var addrs defaultAddrs
+	fs.StringVar(&addrs.tls, "tls-address", "0.0.0.0:8883", "embedded defaults: MQTT over TLS address")
+	fs.StringVar(&addrs.plain, "plain-address", "127.0.0.1:1883", "embedded defaults: plain MQTT address (keep it on loopback)")
+	fs.StringVar(&addrs.crl, "crl-address", "0.0.0.0:8089", "embedded defaults: where the CRL is served over HTTP")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	var cfg *config.Config
 	if *cfgPath == "" {
-		cfg = config.Default()
+		dir := config.DefaultDataDir
+		if *dataDir != "" {
+			dir = *dataDir
+		}
+		var err error
+		cfg, err = embeddedConfig(dir, addrs, stderr)
+		if err != nil {
+			fmt.Fprintln(stderr, "moat:", err)
+			return 1
+		}
 	} else {
 		var err error
 		cfg, err = config.Load(*cfgPath)
@@ -80,9 +94,12 @@ func serve(args []string, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "moat:", err)
 			return 1
 		}
-	}
-	if *dataDir != "" {
-		cfg.DataDir = *dataDir
+		if *dataDir != "" {
+			if cfg.PKI.MasterKeyFile == filepath.Join(cfg.DataDir, "master.key") {
+				cfg.PKI.MasterKeyFile = filepath.Join(*dataDir, "master.key")
+			}
+			cfg.DataDir = *dataDir
+		}
 	}
 	log := newLogger(cfg.Log, stderr)
 	if *cfgPath == "" {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"io"
@@ -54,7 +55,8 @@ type conn struct {
 	tlsVersion    uint16
 	tlsSuite      uint16
 	connectedAt   time.Time
-	deadline      time.Time // for the TLS handshake and CONNECT together
+	deadline      time.Time         // for the TLS handshake and CONNECT together
+	leaf          *x509.Certificate // verified client certificate, if any
 
 	pub       packet.Publish       // reused decode target
 	ack       packet.Ack           // reused decode target

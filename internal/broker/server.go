@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -24,6 +25,7 @@ import (
 	"moat/internal/config"
 	"moat/internal/listener"
 	"moat/internal/packet"
+	"moat/internal/pki"
 	"moat/internal/store"
 	"moat/internal/tlspolicy"
 	"moat/internal/tlspsk"
@@ -71,6 +73,10 @@ type Server struct {
 	// ctx ends at Shutdown; background watchers run under it.
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	ca      *pki.CA // the built-in CA, or nil
+	crlSrv  *http.Server
+	crlAddr net.Addr
 }
 
 type boundListener struct {
@@ -142,6 +148,11 @@ func New(opts Options) (*Server, error) {
 	if s.version == "" {
 		s.version = "dev"
 	}
+	ca, err := openCA(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.ca = ca
 	s.st = opts.Store
 	if s.st == nil {
 		st, err := OpenStore(cfg, log)
@@ -210,7 +221,7 @@ func New(opts Options) (*Server, error) {
 		s.limits.overflow = config.OverflowDropOldest
 	}
 	s.mu.Lock()
-	err := s.restore()
+	err = s.restore()
 	s.mu.Unlock()
 	if err != nil {
 		s.st.Close()
@@ -313,6 +324,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.goFunc(s.sysLoop)
 	s.goFunc(s.cleanupLoop)
+	if err := s.startPKI(); err != nil {
+		s.log.Error("built-in CA services not started", "err", err)
+	}
 	select {
 	case <-ctx.Done():
 	case <-s.done:
@@ -398,6 +412,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing = true
 	close(s.done)
 	s.cancel()
+	if s.crlSrv != nil {
+		s.crlSrv.Close()
+	}
 	for i := range s.listeners {
 		s.listeners[i].ln.Close()
 	}

@@ -85,6 +85,9 @@ func (s *Server) bind(l *config.Listener) (*boundListener, error) {
 			raw.Close()
 			return nil, fmt.Errorf("broker: listener %q: tls: %w", l.Name, err)
 		}
+		if s.ca != nil {
+			opts.Revocation = caRevocation(s.ca)
+		}
 		bl.policy, err = tlspolicy.New(opts, s.log.With("listener", l.Name))
 		if err != nil {
 			raw.Close()
@@ -216,6 +219,7 @@ func (c *conn) transportIdentity() (*auth.TransportIdentity, *x509.Certificate, 
 		return nil, nil, nil
 	}
 	leaf := st.PeerCertificates[0]
+	c.leaf = leaf
 	id, err := tlspolicy.Identity(leaf, c.bl.cfg.TLS.Identity)
 	if err != nil {
 		return nil, leaf, err

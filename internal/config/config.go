@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +40,7 @@ type Config struct {
 	ACL          []ACLRule  `toml:"acl"`           // [[acl]] tables
 	MQTT         MQTT       `toml:"mqtt"`          // [mqtt]
 	Sys          Sys        `toml:"sys"`           // [sys]
+	PKI          PKI        `toml:"pki"`           // [pki]
 
 	// src is where the configuration came from (nil when built in code):
 	// positions for error messages, and which keys were written.
@@ -192,6 +194,17 @@ type MQTT struct {
 	CleanupInterval   Duration `toml:"cleanup_interval"`     // sweep of expired queued messages; default 1m
 }
 
+// PKI configures the broker's use of the built-in certificate authority in
+// data_dir/pki (made by `moat pki init` or the first run).
+type PKI struct {
+	Enabled         *bool    `toml:"enabled"`             // default: true when data_dir/pki holds a CA
+	MasterKeyFile   string   `toml:"master_key_file"`     // default data_dir/master.key; or $MOAT_MASTER_KEY
+	CRLAddress      string   `toml:"crl_address"`         // serve the CRL over HTTP at /pki/crl; "" = not served
+	RevocationCheck Duration `toml:"revocation_interval"` // how often revocations are applied to live connections; default 1s
+	RenewBefore     Duration `toml:"renew_before"`        // renew the CA's server certificates this long before expiry; default 30d
+	RenewCheck      Duration `toml:"renew_interval"`      // how often server certificates are checked; default 1h
+}
+
 // Sys configures the $SYS topics.
 type Sys struct {
 	Enabled  *bool    `toml:"enabled"`  // default true
@@ -294,6 +307,18 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.unset("mqtt.cleanup_interval", c.MQTT.CleanupInterval.Duration == 0) {
 		c.MQTT.CleanupInterval.Duration = time.Minute
+	}
+	if c.unset("pki.master_key_file", c.PKI.MasterKeyFile == "") && c.DataDir != "" {
+		c.PKI.MasterKeyFile = filepath.Join(c.DataDir, "master.key")
+	}
+	if c.unset("pki.revocation_interval", c.PKI.RevocationCheck.Duration == 0) {
+		c.PKI.RevocationCheck.Duration = time.Second
+	}
+	if c.unset("pki.renew_before", c.PKI.RenewBefore.Duration == 0) {
+		c.PKI.RenewBefore.Duration = 30 * 24 * time.Hour
+	}
+	if c.unset("pki.renew_interval", c.PKI.RenewCheck.Duration == 0) {
+		c.PKI.RenewCheck.Duration = time.Hour
 	}
 	if c.unset("log.level", c.Log.Level == "") {
 		c.Log.Level = DefaultLogLevel

@@ -79,6 +79,18 @@ func (c *Config) Validate() error {
 	v.acl()
 	v.mqtt()
 	v.sys()
+	if c.PKI.RevocationCheck.Duration < 100*time.Millisecond {
+		v.add("pki.revocation_interval", ErrInvalid, "must be at least 100ms (got %s)", fmtDuration(c.PKI.RevocationCheck.Duration))
+	}
+	if c.PKI.RenewCheck.Duration < time.Second {
+		v.add("pki.renew_interval", ErrInvalid, "must be at least 1s (got %s)", fmtDuration(c.PKI.RenewCheck.Duration))
+	}
+	if c.PKI.RenewBefore.Duration < 0 {
+		v.add("pki.renew_before", ErrInvalid, "must not be negative")
+	}
+	if a := c.PKI.CRLAddress; a != "" {
+		v.address("pki.crl_address", a)
+	}
 	// Report in file order; problems without a position keep check order
 	// after them.
 	slices.SortStableFunc(v.errs, func(a, b *Error) int {

@@ -26,6 +26,7 @@ const (
 	ReasonCipherMismatch  = "cipher_mismatch"  // no common cipher suite or key exchange group
 	ReasonTimeout         = "timeout"          // handshake deadline passed
 	ReasonBadCertificate  = "bad_certificate"  // other certificate problems (malformed, chain too deep, ...)
+	ReasonRevoked         = "revoked"          // a certificate of the chain is revoked
 	ReasonEOF             = "eof"              // peer closed or reset the connection
 	ReasonOther           = "other"
 )
@@ -47,6 +48,8 @@ func ClassifyHandshakeError(err error) string {
 	switch {
 	case errors.Is(err, ErrBadEKU):
 		return ReasonBadEKU
+	case errors.Is(err, ErrRevoked):
+		return ReasonRevoked
 	case errors.Is(err, ErrChainTooDeep), errors.Is(err, ErrUnverifiedChain):
 		return ReasonBadCertificate
 	}
@@ -153,7 +156,7 @@ type HandshakeStats struct {
 var reasonIndexTable = [...]string{
 	ReasonUnknownCA, ReasonExpired, ReasonBadEKU, ReasonNoCertificate,
 	ReasonProtocolVersion, ReasonCipherMismatch, ReasonTimeout,
-	ReasonBadCertificate, ReasonEOF, ReasonOther,
+	ReasonBadCertificate, ReasonRevoked, ReasonEOF, ReasonOther,
 }
 
 func reasonIndex(reason string) int {

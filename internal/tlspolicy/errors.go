@@ -40,6 +40,8 @@ var (
 
 	// ErrBadEKU: a client certificate lacks the clientAuth extended key usage.
 	ErrBadEKU = errors.New("client certificate lacks the clientAuth extended key usage")
+	// ErrRevoked: a certificate of the client's chain is revoked.
+	ErrRevoked = errors.New("client certificate revoked")
 	// ErrChainTooDeep: a client chain has more intermediates than allowed.
 	ErrChainTooDeep = errors.New("client certificate chain too deep")
 	// ErrUnverifiedChain: a client certificate was presented but not verified.

@@ -2,6 +2,7 @@ package tlspolicy
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"strings"
 )
@@ -47,6 +48,11 @@ type Options struct {
 	// CA directly). Values above 16 are refused.
 	MaxChainDepth int
 
+	// Revocation, when set, is asked about every verified client chain
+	// (leaf first, root last) on full handshakes and resumptions; an error
+	// refuses the client. It should wrap ErrRevoked when a certificate is
+	// revoked, so the failure is classified as "revoked".
+	Revocation func(chain []*x509.Certificate) error
 	// ALPN lists the application protocols offered. nil means ["mqtt"]; an
 	// empty non-nil slice disables ALPN. Clients that offer none of these
 	// (or no ALPN at all) are still accepted, with no protocol negotiated.
@@ -199,10 +205,11 @@ type checked struct {
 	caFiles       []string
 	maxDepth      int // max intermediates, >= 0
 	alpn          []string
+	revocation    func([]*x509.Certificate) error
 }
 
 func (o Options) check() (*checked, error) {
-	c := &checked{}
+	c := &checked{revocation: o.Revocation}
 	if len(o.Certs) == 0 {
 		return nil, fmt.Errorf("tlspolicy: at least one certificate is required: %w", ErrInvalidOptions)
 	}

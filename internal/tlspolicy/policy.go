@@ -303,6 +303,11 @@ func (m *material) verifyConnection(cs tls.ConnectionState) error {
 	for i, ch := range cs.VerifiedChains {
 		// ch is leaf, intermediates..., root.
 		if len(ch)-2 <= m.opts.maxDepth {
+			if m.opts.revocation != nil {
+				if err := m.opts.revocation(ch); err != nil {
+					return fmt.Errorf("tlspolicy: client certificate %q: %w", leaf.Subject.String(), err)
+				}
+			}
 			return nil
 		}
 		if i == 0 || len(ch) < shortest {
