@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for bin in mosquitto_pub:mosquitto-clients mosquitto_sub:mosquitto-clients mosquitto:mosquitto openssl:openssl sslscan:sslscan; do
+for bin in mosquitto_pub:mosquitto-clients mosquitto_sub:mosquitto-clients mosquitto:mosquitto openssl:openssl sslscan:sslscan haproxy:haproxy; do
 	command -v "${bin%%:*}" >/dev/null 2>&1 || need+=("${bin##*:}")
 done
 if ((${#need[@]})); then
@@ -18,6 +18,9 @@ if ((${#need[@]})); then
 fi
 # The Debian package starts a mosquitto service on 1883; tests use their own
 # ports and do not need it.
+
+# Tests that need a real HAProxy must run, not skip.
+export MOAT_REQUIRE_HAPROXY=1
 
 echo "== gofmt" >&2
 unformatted=$(gofmt -l cmd internal test 2>/dev/null || true)
@@ -53,5 +56,6 @@ fuzz ./internal/tlspsk FuzzClientHello 10
 fuzz ./internal/tlspsk FuzzHandshakeMessages 10
 fuzz ./internal/tlspsk FuzzRecordLayer 10
 fuzz ./internal/tlspolicy FuzzDecryptPKCS8 5
+fuzz ./internal/proxyproto FuzzParse 10
 
 echo "== all tests passed" >&2

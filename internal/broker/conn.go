@@ -15,6 +15,7 @@ import (
 
 	"moat/internal/auth"
 	"moat/internal/packet"
+	"moat/internal/proxyproto"
 	"moat/internal/topic"
 )
 
@@ -55,8 +56,10 @@ type conn struct {
 	tlsVersion    uint16
 	tlsSuite      uint16
 	connectedAt   time.Time
-	deadline      time.Time         // for the TLS handshake and CONNECT together
-	leaf          *x509.Certificate // verified client certificate, if any
+	deadline      time.Time                           // for the TLS handshake and CONNECT together
+	leaf          *x509.Certificate                   // verified client certificate, if any
+	idFields      func(source string) (string, error) // certificate fields for client-id templates
+	proxySSL      *proxyproto.SSLInfo                 // what a trusted balancer said about TLS
 
 	pub       packet.Publish       // reused decode target
 	ack       packet.Ack           // reused decode target
@@ -101,6 +104,10 @@ func (c *conn) serve() {
 		delete(c.s.conns, c)
 		c.s.mu.Unlock()
 	}()
+	if err := c.readProxyHeader(); err != nil {
+		c.nc.Close()
+		return
+	}
 	err := c.handshake()
 	if err != nil {
 		c.nc.Close()

@@ -200,10 +200,16 @@ func (c *conn) authenticate(cp *connectPacket) error {
 		HasPassword:    cp.PasswordFlag,
 		AllowAnonymous: c.s.cfg.AnonymousAllowed(c.bl.cfg),
 	}
-	ti, leaf, err := c.transportIdentity()
+	ti, _, err := c.transportIdentity()
 	if err != nil {
 		c.s.log.Info("client certificate has no usable identity", "remote", c.remote, "identity", c.bl.cfg.TLS.Identity, "err", err)
 		return c.refuse(v, packet.NotAuthorized, packet.V3NotAuthorized, "client certificate has no "+c.bl.cfg.TLS.Identity)
+	}
+	if ti == nil {
+		if ti, err = c.proxyIdentity(); err != nil {
+			c.s.log.Info("client refused: certificate information from the load balancer", "remote", c.remote, "err", err)
+			return c.refuse(v, packet.NotAuthorized, packet.V3NotAuthorized, "client certificate refused")
+		}
 	}
 	req.Transport = ti
 	ctx, cancel := c.ctxFor()
@@ -220,7 +226,7 @@ func (c *conn) authenticate(cp *connectPacket) error {
 		return c.refuse(v, packet.NotAuthorized, packet.V3NotAuthorized, "will topic not authorized")
 	}
 	c.principal = p
-	return c.bindClientID(cp, leaf)
+	return c.bindClientID(cp)
 }
 
 // sendConnack acknowledges a successful CONNECT with the server's limits.

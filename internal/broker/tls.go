@@ -64,8 +64,20 @@ func (s *Server) bind(l *config.Listener) (*boundListener, error) {
 	if err != nil {
 		return nil, err
 	}
-	guarded := listener.Guard(raw, listener.GuardOptions{
-		MaxConnRatePerIP: l.ConnRatePerIP,
+	base := raw
+	rate := l.ConnRatePerIP
+	if l.Proxy != nil {
+		base, err = s.proxyListener(raw, l)
+		if err != nil {
+			raw.Close()
+			return nil, fmt.Errorf("broker: listener %q: %w", l.Name, err)
+		}
+		// Below the PROXY protocol every connection comes from the
+		// balancer: rate limiting by source address belongs there.
+		rate = 0
+	}
+	guarded := listener.Guard(base, listener.GuardOptions{
+		MaxConnRatePerIP: rate,
 		Burst:            l.ConnBurstPerIP,
 		MaxHandshakes:    l.MaxHandshakes,
 		HandshakeTimeout: l.HandshakeTimeout.Duration,
@@ -220,6 +232,7 @@ func (c *conn) transportIdentity() (*auth.TransportIdentity, *x509.Certificate, 
 	}
 	leaf := st.PeerCertificates[0]
 	c.leaf = leaf
+	c.idFields = tlspolicy.CertIdentityFields(leaf)
 	id, err := tlspolicy.Identity(leaf, c.bl.cfg.TLS.Identity)
 	if err != nil {
 		return nil, leaf, err
@@ -244,12 +257,12 @@ func (c *conn) transportIdentity() (*auth.TransportIdentity, *x509.Certificate, 
 // bindClientID applies client-id binding: on listeners that bind, a client
 // with a certificate must use the client id the template makes from it; an
 // empty client id is given that value.
-func (c *conn) bindClientID(cp *connectPacket, leaf *x509.Certificate) error {
-	t := c.bl.cfg.TLS
-	if leaf == nil || !t.BindsClientID() {
+func (c *conn) bindClientID(cp *connectPacket) error {
+	bind, tmpl := c.binding()
+	if c.idFields == nil || !bind {
 		return nil
 	}
-	want, err := tlspolicy.ExpandClientIDTemplate(t.ClientIDTemplate, tlspolicy.CertIdentityFields(leaf))
+	want, err := tlspolicy.ExpandClientIDTemplate(tmpl, c.idFields)
 	if err != nil || want == "" {
 		return c.refuse(cp.ProtocolVersion, packet.ClientIdentifierNotValid, packet.V3IdentifierRejected, "client certificate lacks the fields of client_id_template")
 	}

@@ -86,6 +86,10 @@ type Listener struct {
 	// plain-text types.
 	TLS *TLS `toml:"tls"` // [listener.tls]
 
+	// Proxy enables the PROXY protocol (v1/v2) from trusted load
+	// balancers on "tcp", "tls" and "ws" listeners.
+	Proxy *Proxy `toml:"proxy"` // [listener.proxy]
+
 	// Limits on connection attempts, for every listener type.
 	HandshakeTimeout Duration `toml:"handshake_timeout"` // TLS handshake + CONNECT; default 10s
 	MaxHandshakes    int      `toml:"max_handshakes"`    // concurrent handshakes; default 512
@@ -115,6 +119,17 @@ type TLS struct {
 	PSKFile         string   `toml:"psk_file"`          // TLS-PSK keys, mosquitto format identity:hexkey
 	PSKIdentityHint string   `toml:"psk_identity_hint"` // TLS 1.2 identity hint
 	PSKCipherSuites []string `toml:"psk_cipher_suites"` // TLS 1.2 PSK suites; default the AEAD ones
+}
+
+// Proxy is the PROXY protocol setting of a listener.
+type Proxy struct {
+	Trusted          []string `toml:"trusted"`            // CIDRs (or addresses) of the balancers whose headers are believed (required)
+	Required         bool     `toml:"required"`           // only trusted balancers, always with a header, may connect
+	HeaderTimeout    Duration `toml:"header_timeout"`     // default 5s
+	CertTLV          int      `toml:"cert_tlv"`           // TLV type carrying the client certificate (DER, base64 or hex); default 0xE0
+	Identity         string   `toml:"identity"`           // identity from the forwarded client certificate, as [listener.tls] identity; default "cn" (the only one available when the balancer forwards just the CN)
+	BindClientID     *bool    `toml:"bind_client_id"`     // client id must match the certificate; default true
+	ClientIDTemplate string   `toml:"client_id_template"` // default "{<identity>}"
 }
 
 // SNICert is an additional certificate of a TLS listener.
@@ -362,6 +377,20 @@ func (c *Config) ApplyDefaults() {
 		}
 		if c.unset(p+"conn_burst_per_ip", l.ConnBurstPerIP == 0) {
 			l.ConnBurstPerIP = 100
+		}
+		if px := l.Proxy; px != nil {
+			if c.unset(p+"proxy.header_timeout", px.HeaderTimeout.Duration == 0) {
+				px.HeaderTimeout.Duration = 5 * time.Second
+			}
+			if c.unset(p+"proxy.cert_tlv", px.CertTLV == 0) {
+				px.CertTLV = 0xE0
+			}
+			if c.unset(p+"proxy.identity", px.Identity == "") {
+				px.Identity = "cn"
+			}
+			if c.unset(p+"proxy.client_id_template", px.ClientIDTemplate == "") {
+				px.ClientIDTemplate = "{" + px.Identity + "}"
+			}
 		}
 		if t := l.TLS; t != nil {
 			if c.unset(p+"tls.min_version", t.MinVersion == "") {

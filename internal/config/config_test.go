@@ -366,7 +366,7 @@ func TestExampleFile(t *testing.T) {
 			t.Errorf("example.toml does not document %q", key)
 		}
 	}
-	if c.DataDir != "/var/lib/moat" || len(c.Listeners) != 3 || len(c.Auth.Users) != 2 || len(c.ACL) != 8 {
+	if c.DataDir != "/var/lib/moat" || len(c.Listeners) != 4 || len(c.Auth.Users) != 2 || len(c.ACL) != 8 {
 		t.Errorf("unexpected example: %+v", c)
 	}
 	if c.Listeners[1].Path != "/mqtt" || c.MQTT.MaxSessionExpiry.Duration != 7*24*time.Hour || c.MQTT.WillDelayMax.Duration != time.Hour {
@@ -481,8 +481,28 @@ func TestExampleTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := c.Listeners[2]
+	l := c.Listeners[3]
 	if !l.IsTLS() || l.TLS == nil || l.TLS.ClientAuth != "optional" || !l.TLS.BindsClientID() || l.TLS.ClientIDTemplate != "{cn}" || len(l.TLS.SNI) != 1 {
 		t.Errorf("unexpected tls listener: %+v %+v", l, l.TLS)
+	}
+}
+
+func TestExampleProxy(t *testing.T) {
+	c, err := Load(filepath.Join("testdata", "example.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	px := c.Listeners[2].Proxy
+	if px == nil || !px.Required || px.CertTLV != 0xE0 || len(px.Trusted) != 1 || px.Identity != "cn" {
+		t.Errorf("unexpected proxy listener: %+v", px)
+	}
+	for _, bad := range []string{
+		"[[listener]]\ntype = \"tcp\"\n[listener.proxy]\nrequired = true\n",
+		"[[listener]]\ntype = \"tcp\"\n[listener.proxy]\ntrusted = [\"nope\"]\n",
+		"[[listener]]\ntype = \"tcp\"\n[listener.proxy]\ntrusted = [\"10.0.0.0/8\"]\ncert_tlv = 5\n",
+	} {
+		if _, err := Parse([]byte(bad), "m.toml"); err == nil {
+			t.Errorf("accepted:\n%s", bad)
+		}
 	}
 }

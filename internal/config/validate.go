@@ -128,6 +128,7 @@ func (v *validator) listeners() {
 			continue
 		}
 		v.listenerTLS(p, l)
+		v.listenerProxy(p, l)
 		if l.Name == "" {
 			v.add(p+".name", ErrRequired, "must not be empty")
 		} else if prev, dup := names[l.Name]; dup {
@@ -363,5 +364,32 @@ func (v *validator) listenerTLS(p string, l *Listener) {
 		if s.Cert == "" {
 			v.add(p+".tls.sni["+strconv.Itoa(i)+"].cert", ErrRequired, "must name a certificate chain (PEM)")
 		}
+	}
+}
+
+// listenerProxy checks the [listener.proxy] table.
+func (v *validator) listenerProxy(p string, l *Listener) {
+	px := l.Proxy
+	if px == nil {
+		return
+	}
+	if l.Type == ListenerWSS {
+		v.add(p+".proxy", ErrInvalid, "the PROXY protocol is available on \"tcp\", \"tls\" and \"ws\" listeners")
+	}
+	if len(px.Trusted) == 0 {
+		v.add(p+".proxy.trusted", ErrRequired, "list the addresses (CIDRs) of the load balancers whose PROXY headers are believed")
+	}
+	for i, t := range px.Trusted {
+		if _, err := netip.ParsePrefix(t); err != nil {
+			if _, err := netip.ParseAddr(t); err != nil {
+				v.add(p+".proxy.trusted["+strconv.Itoa(i)+"]", ErrInvalid, "%q is not a CIDR or an IP address", t)
+			}
+		}
+	}
+	if px.CertTLV < 0xE0 || px.CertTLV > 0xEF {
+		v.add(p+".proxy.cert_tlv", ErrInvalid, "must be a custom TLV type, 0xE0..0xEF (got %#x)", px.CertTLV)
+	}
+	if px.HeaderTimeout.Duration < 100*time.Millisecond {
+		v.add(p+".proxy.header_timeout", ErrInvalid, "must be at least 100ms (got %s)", fmtDuration(px.HeaderTimeout.Duration))
 	}
 }

@@ -69,10 +69,19 @@ func ServeWebSocket(ln net.Listener, opts WSOptions) net.Listener {
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(opts.Log.Handler(), slog.LevelDebug),
+		// The handler asks the connection for its peer address once the
+		// request is read: behind the PROXY protocol, that is when the
+		// connection knows the real client address.
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, rawConnKey{}, c)
+		},
 	}
 	go func() { _ = w.srv.Serve(ln) }()
 	return w
 }
+
+// rawConnKey keys the accepted connection in a request's context.
+type rawConnKey struct{}
 
 type wsListener struct {
 	ln    net.Listener
@@ -103,7 +112,11 @@ func (w *wsListener) handle(rw http.ResponseWriter, r *http.Request) {
 	c.SetReadLimit(limit)
 	ctx, cancel := context.WithCancel(context.Background())
 	nc := websocket.NetConn(ctx, c, websocket.MessageBinary)
-	conn := &wsConn{Conn: nc, cancel: cancel, remote: addrOf(r.RemoteAddr, nc.RemoteAddr()), tls: r.TLS}
+	remote := addrOf(r.RemoteAddr, nc.RemoteAddr())
+	if rc, ok := r.Context().Value(rawConnKey{}).(net.Conn); ok {
+		remote = rc.RemoteAddr()
+	}
+	conn := &wsConn{Conn: nc, cancel: cancel, remote: remote, tls: r.TLS}
 	select {
 	case w.conns <- conn:
 	case <-w.done:
