@@ -60,6 +60,9 @@ func (c *conn) readProxyHeader() error {
 	}
 	c.remote = pc.RemoteAddr().String()
 	c.proxySSL = pc.SSL()
+	if !c.bl.guard.Allow(pc.RemoteAddr()) {
+		return fmt.Errorf("connection rate of %s over conn_rate_per_ip", c.remote)
+	}
 	return nil
 }
 

@@ -83,6 +83,7 @@ type boundListener struct {
 	cfg      *config.Listener
 	ln       net.Listener
 	gate     *listener.HandshakeGate
+	guard    *listener.GuardedListener
 	policy   *tlspolicy.Policy // nil for plain-text listeners
 	psk      *tlspsk.Config    // TLS-PSK on a "tls" listener, or nil
 	pskStore *tlspsk.FileStore

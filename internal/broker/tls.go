@@ -72,18 +72,19 @@ func (s *Server) bind(l *config.Listener) (*boundListener, error) {
 			raw.Close()
 			return nil, fmt.Errorf("broker: listener %q: %w", l.Name, err)
 		}
-		// Below the PROXY protocol every connection comes from the
-		// balancer: rate limiting by source address belongs there.
-		rate = 0
 	}
 	guarded := listener.Guard(base, listener.GuardOptions{
+		// Below the PROXY protocol every connection comes from the
+		// balancer: the limit applies to the real client address, once
+		// the header has been read.
+		DeferRateLimit:   l.Proxy != nil,
 		MaxConnRatePerIP: rate,
 		Burst:            l.ConnBurstPerIP,
 		MaxHandshakes:    l.MaxHandshakes,
 		HandshakeTimeout: l.HandshakeTimeout.Duration,
 		Log:              s.log.With("listener", l.Name),
 	})
-	bl := &boundListener{cfg: l, gate: guarded.(*listener.GuardedListener).Gate()}
+	bl := &boundListener{cfg: l, gate: guarded.(*listener.GuardedListener).Gate(), guard: guarded.(*listener.GuardedListener)}
 	if l.Type == config.ListenerTLS && l.TLS.PSKFile != "" {
 		bl.psk, bl.pskStore, err = pskConfig(l.TLS)
 		if err != nil {

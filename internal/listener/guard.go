@@ -104,6 +104,10 @@ type GuardOptions struct {
 	HandshakeTimeout time.Duration
 	// Log receives rate-limited warnings about refused connections.
 	Log *slog.Logger
+	// DeferRateLimit leaves the per-IP limit to the caller (Allow), for
+	// listeners that learn the real client address only later (the PROXY
+	// protocol): Accept then limits nothing.
+	DeferRateLimit bool
 }
 
 // GuardedListener is the net.Listener returned by Guard.
@@ -115,6 +119,7 @@ type GuardedListener struct {
 	refused atomic.Uint64
 	lastLog atomic.Int64 // unix nanos of the last refusal warning
 	logged  atomic.Uint64
+	deferRL bool
 }
 
 // Guard wraps ln with per-source-IP connection-rate limiting and creates the
@@ -127,6 +132,7 @@ func Guard(ln net.Listener, opts GuardOptions) net.Listener {
 	g := &GuardedListener{
 		Listener: ln,
 		log:      opts.Log,
+		deferRL:  opts.DeferRateLimit,
 		gate: NewHandshakeGate(GateOptions{
 			MaxHandshakes: opts.MaxHandshakes,
 			MaxPending:    opts.MaxPending,
@@ -152,7 +158,7 @@ func (g *GuardedListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		if g.limiter == nil {
+		if g.limiter == nil || g.deferRL {
 			return c, nil
 		}
 		key, ok := sourceKey(c.RemoteAddr())
@@ -166,6 +172,22 @@ func (g *GuardedListener) Accept() (net.Conn, error) {
 		_ = c.Close()
 		g.warnRefused(key)
 	}
+}
+
+// Allow applies the per-IP rate limit to a client address learned after
+// Accept (with DeferRateLimit). It reports whether the connection may go
+// on; the caller closes it otherwise.
+func (g *GuardedListener) Allow(remote net.Addr) bool {
+	if g.limiter == nil {
+		return true
+	}
+	key, ok := sourceKey(remote)
+	if !ok || g.limiter.allow(key, time.Now()) {
+		return true
+	}
+	g.refused.Add(1)
+	g.warnRefused(key)
+	return false
 }
 
 // warnRefused logs at most one warning per 10 seconds.

@@ -288,3 +288,39 @@ backend v2
 		})
 	}
 }
+
+// TestRateLimitByRealAddress: behind the PROXY protocol, the per-IP
+// connection rate applies to the real client addresses the balancer
+// reports, not to the balancer.
+func TestRateLimitByRealAddress(t *testing.T) {
+	b := brokertest.Start(t, func(c *config.Config) {
+		c.Listeners = append(c.Listeners, config.Listener{Name: "lb", Type: "tcp", Address: "127.0.0.1:0",
+			ConnRatePerIP: 0.001, ConnBurstPerIP: 2,
+			Proxy: &config.Proxy{Trusted: []string{"127.0.0.1/32"}, Required: true}})
+	})
+	lb := b.Server.Addr("lb").String()
+	try := func(client string) bool {
+		c, err := net.DialTimeout("tcp", lb, waitTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "PROXY TCP4 %s 127.0.0.1 4000 1883\r\n", client)
+		c.Write([]byte{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 30, 0, 1, 'r'})
+		c.SetReadDeadline(time.Now().Add(waitTimeout))
+		buf := make([]byte, 4)
+		n, _ := c.Read(buf)
+		return n == 4 && buf[0] == 0x20 && buf[3] == 0
+	}
+	for i := 0; i < 2; i++ {
+		if !try("10.9.9.1") {
+			t.Fatalf("connection %d of the burst refused", i+1)
+		}
+	}
+	if try("10.9.9.1") {
+		t.Fatal("third connection from the same real address accepted over the rate")
+	}
+	if !try("10.9.9.2") {
+		t.Fatal("another real address refused: the limit hit the balancer")
+	}
+}
