@@ -9,13 +9,14 @@ import (
 	"path/filepath"
 	"strings"
 
+	"moat/internal/admin"
 	"moat/internal/config"
 	"moat/internal/pki"
 )
 
 // defaultAddrs are where the embedded configuration listens.
 type defaultAddrs struct {
-	tls, plain, crl string
+	tls, plain, crl, admin string
 }
 
 // embeddedConfig is what `moat serve` runs without a configuration file: a
@@ -63,6 +64,21 @@ func embeddedConfig(dataDir string, addrs defaultAddrs, stdout io.Writer) (*conf
 	if _, err := ca.RenewServer(certFile, keyFile, pki.LocalServerRequest(), 0); err != nil {
 		return nil, fmt.Errorf("server certificate: %w", err)
 	}
+	// An admin API token for the CLI on this machine.
+	adminDir := filepath.Join(dataDir, "admin")
+	if err := os.MkdirAll(adminDir, 0o700); err != nil {
+		return nil, err
+	}
+	tokensFile, cliToken := filepath.Join(adminDir, "tokens"), filepath.Join(adminDir, "cli.token")
+	if _, err := os.Stat(tokensFile); errors.Is(err, os.ErrNotExist) {
+		tok, rec := admin.GenerateToken("cli")
+		if err := os.WriteFile(cliToken, []byte(tok+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(tokensFile, []byte(rec.Name+":"+rec.SHA256+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+	}
 	pskFile := filepath.Join(dataDir, "psk.txt")
 	if _, err := os.Stat(pskFile); errors.Is(err, os.ErrNotExist) {
 		if err := os.WriteFile(pskFile, []byte("# TLS-PSK keys, one per line: identity:hexkey (at least 16 bytes)\n"), 0o600); err != nil {
@@ -84,8 +100,11 @@ func embeddedConfig(dataDir string, addrs defaultAddrs, stdout io.Writer) (*conf
 		{Name: "local", Type: config.ListenerTCP, Address: addrs.plain, AllowAnonymous: &yes},
 	}
 	cfg.PKI.Enabled = &yes
+	cfg.Devices.Enabled = &yes
+	cfg.Admin.TokensFile = tokensFile
+	cfg.Admin.Address = addrs.admin
 	cfg.PKI.CRLAddress = addrs.crl
-	cfg.PKI.MasterKeyFile = mkPath
+	cfg.MasterKeyFile = mkPath
 	cfg.ApplyDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -97,6 +116,7 @@ func embeddedConfig(dataDir string, addrs defaultAddrs, stdout io.Writer) (*conf
 		fmt.Fprintf(stdout, "  CA           %s  (devices trust this)\n", ca.RootFile())
 		fmt.Fprintf(stdout, "  server cert  %s  (%s)\n", certFile, strings.Join(serverNames(), ", "))
 		fmt.Fprintf(stdout, "  PSK file     %s\n", pskFile)
+		fmt.Fprintf(stdout, "  admin token  %s  (for the admin API and `moat device`)\n", cliToken)
 	}
 	tlsHost, tlsPort, _ := net.SplitHostPort(addrs.tls)
 	plainHost, plainPort, _ := net.SplitHostPort(addrs.plain)

@@ -72,6 +72,7 @@ func serve(args []string, stderr io.Writer) int {
 	fs.StringVar(&addrs.tls, "tls-address", "0.0.0.0:8883", "embedded defaults: MQTT over TLS address")
 	fs.StringVar(&addrs.plain, "plain-address", "127.0.0.1:1883", "embedded defaults: plain MQTT address (keep it on loopback)")
 	fs.StringVar(&addrs.crl, "crl-address", "0.0.0.0:8089", "embedded defaults: where the CRL is served over HTTP")
+	fs.StringVar(&addrs.admin, "admin-address", "127.0.0.1:9883", "embedded defaults: the HTTPS admin API")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -95,8 +96,8 @@ func serve(args []string, stderr io.Writer) int {
 			return 1
 		}
 		if *dataDir != "" {
-			if cfg.PKI.MasterKeyFile == filepath.Join(cfg.DataDir, "master.key") {
-				cfg.PKI.MasterKeyFile = filepath.Join(*dataDir, "master.key")
+			if cfg.MasterKeyFile == filepath.Join(cfg.DataDir, "master.key") {
+				cfg.MasterKeyFile = filepath.Join(*dataDir, "master.key")
 			}
 			cfg.DataDir = *dataDir
 		}

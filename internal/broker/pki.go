@@ -33,7 +33,7 @@ func openCA(cfg *config.Config) (*pki.CA, error) {
 		}
 		return nil, nil
 	}
-	mk, err := pki.LoadMasterKey(cfg.PKI.MasterKeyFile, "MOAT_MASTER_KEY")
+	mk, err := pki.LoadMasterKey(cfg.MasterKeyFile, "MOAT_MASTER_KEY")
 	if err != nil {
 		return nil, fmt.Errorf("broker: built-in CA: %w", err)
 	}

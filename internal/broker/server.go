@@ -21,11 +21,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"moat/internal/admin"
 	"moat/internal/auth"
 	"moat/internal/config"
 	"moat/internal/listener"
 	"moat/internal/packet"
 	"moat/internal/pki"
+	"moat/internal/registry"
 	"moat/internal/store"
 	"moat/internal/tlspolicy"
 	"moat/internal/tlspsk"
@@ -74,9 +76,13 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	ca      *pki.CA // the built-in CA, or nil
-	crlSrv  *http.Server
-	crlAddr net.Addr
+	ca        *pki.CA            // the built-in CA, or nil
+	reg       *registry.Registry // the device registry, or nil
+	admin     *admin.Server
+	adminAddr net.Addr
+	auditFile *os.File
+	crlSrv    *http.Server
+	crlAddr   net.Addr
 }
 
 type boundListener struct {
@@ -177,6 +183,10 @@ func New(opts Options) (*Server, error) {
 			return nil, fmt.Errorf("broker: %w", err)
 		}
 		s.authz = acl
+	}
+	if err := s.openDevices(); err != nil {
+		s.st.Close()
+		return nil, err
 	}
 	m := cfg.MQTT
 	s.limits = limits{
@@ -328,6 +338,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	if err := s.startPKI(); err != nil {
 		s.log.Error("built-in CA services not started", "err", err)
 	}
+	if err := s.startAdmin(); err != nil {
+		s.log.Error("admin API not started", "err", err)
+	}
 	select {
 	case <-ctx.Done():
 	case <-s.done:
@@ -416,6 +429,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.crlSrv != nil {
 		s.crlSrv.Close()
 	}
+	if s.admin != nil {
+		s.admin.Close()
+	}
 	for i := range s.listeners {
 		s.listeners[i].ln.Close()
 	}
@@ -451,6 +467,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	if cerr := s.st.Close(); cerr != nil && err == nil {
 		err = cerr
+	}
+	if s.reg != nil {
+		s.reg.Close()
+	}
+	if s.auditFile != nil {
+		s.auditFile.Close()
 	}
 	return err
 }

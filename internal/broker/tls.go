@@ -14,6 +14,7 @@ import (
 	"moat/internal/config"
 	"moat/internal/listener"
 	"moat/internal/packet"
+	"moat/internal/registry"
 	"moat/internal/tlspolicy"
 	"moat/internal/tlspsk"
 )
@@ -85,8 +86,8 @@ func (s *Server) bind(l *config.Listener) (*boundListener, error) {
 		Log:              s.log.With("listener", l.Name),
 	})
 	bl := &boundListener{cfg: l, gate: guarded.(*listener.GuardedListener).Gate(), guard: guarded.(*listener.GuardedListener)}
-	if l.Type == config.ListenerTLS && l.TLS.PSKFile != "" {
-		bl.psk, bl.pskStore, err = pskConfig(l.TLS)
+	if l.Type == config.ListenerTLS && (l.TLS.PSKFile != "" || s.reg != nil) {
+		bl.psk, bl.pskStore, err = pskConfig(l.TLS, s.reg)
 		if err != nil {
 			raw.Close()
 			return nil, fmt.Errorf("broker: listener %q: %w", l.Name, err)
@@ -139,14 +140,27 @@ var pskSuites = map[string]uint16{
 	"PSK-AES128-CCM8":             tlspsk.TLS_PSK_WITH_AES_128_CCM_8,
 }
 
-// pskConfig loads the PSK file of a listener and builds the TLS-PSK
-// server configuration.
-func pskConfig(t *config.TLS) (*tlspsk.Config, *tlspsk.FileStore, error) {
-	store, err := tlspsk.LoadPSKFile(t.PSKFile)
-	if err != nil {
-		return nil, nil, err
+// pskConfig builds the TLS-PSK server configuration of a listener: keys
+// from the device registry first, then from the listener's psk_file.
+func pskConfig(t *config.TLS, reg *registry.Registry) (*tlspsk.Config, *tlspsk.FileStore, error) {
+	var store *tlspsk.FileStore
+	var keys tlspsk.KeyStore
+	if t.PSKFile != "" {
+		var err error
+		store, err = tlspsk.LoadPSKFile(t.PSKFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		keys = store
 	}
-	cfg := &tlspsk.Config{Keys: store, IdentityHint: t.PSKIdentityHint}
+	if reg != nil {
+		if store != nil {
+			keys = reg.PSKStore(store)
+		} else {
+			keys = reg.PSKStore(nil)
+		}
+	}
+	cfg := &tlspsk.Config{Keys: keys, IdentityHint: t.PSKIdentityHint}
 	if len(t.PSKCipherSuites) > 0 {
 		for _, name := range t.PSKCipherSuites {
 			id, ok := pskSuites[strings.ToUpper(name)]

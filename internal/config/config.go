@@ -30,17 +30,20 @@ import (
 
 // Config is the whole configuration of a broker.
 type Config struct {
-	DataDir      string     `toml:"data_dir"`      // default "./moat-data"
-	Store        string     `toml:"store"`         // "bolt" (default: a file in data_dir) | "memory" (nothing survives a restart)
-	Sync         string     `toml:"sync"`          // "always" | "batch" (default) | "periodic"; see package store
-	SyncInterval Duration   `toml:"sync_interval"` // fsync interval for sync = "periodic"; default 1s
-	Log          Log        `toml:"log"`           // [log]
-	Listeners    []Listener `toml:"listener"`      // [[listener]] tables; at least one
-	Auth         Auth       `toml:"auth"`          // [auth]
-	ACL          []ACLRule  `toml:"acl"`           // [[acl]] tables
-	MQTT         MQTT       `toml:"mqtt"`          // [mqtt]
-	Sys          Sys        `toml:"sys"`           // [sys]
-	PKI          PKI        `toml:"pki"`           // [pki]
+	DataDir       string     `toml:"data_dir"`        // default "./moat-data"
+	MasterKeyFile string     `toml:"master_key_file"` // unlocks the CA keys and device secrets; default data_dir/master.key; or $MOAT_MASTER_KEY
+	Store         string     `toml:"store"`           // "bolt" (default: a file in data_dir) | "memory" (nothing survives a restart)
+	Sync          string     `toml:"sync"`            // "always" | "batch" (default) | "periodic"; see package store
+	SyncInterval  Duration   `toml:"sync_interval"`   // fsync interval for sync = "periodic"; default 1s
+	Log           Log        `toml:"log"`             // [log]
+	Listeners     []Listener `toml:"listener"`        // [[listener]] tables; at least one
+	Auth          Auth       `toml:"auth"`            // [auth]
+	ACL           []ACLRule  `toml:"acl"`             // [[acl]] tables
+	MQTT          MQTT       `toml:"mqtt"`            // [mqtt]
+	Sys           Sys        `toml:"sys"`             // [sys]
+	PKI           PKI        `toml:"pki"`             // [pki]
+	Devices       Devices    `toml:"devices"`         // [devices]
+	Admin         Admin      `toml:"admin"`           // [admin]
 
 	// src is where the configuration came from (nil when built in code):
 	// positions for error messages, and which keys were written.
@@ -213,11 +216,29 @@ type MQTT struct {
 // data_dir/pki (made by `moat pki init` or the first run).
 type PKI struct {
 	Enabled         *bool    `toml:"enabled"`             // default: true when data_dir/pki holds a CA
-	MasterKeyFile   string   `toml:"master_key_file"`     // default data_dir/master.key; or $MOAT_MASTER_KEY
 	CRLAddress      string   `toml:"crl_address"`         // serve the CRL over HTTP at /pki/crl; "" = not served
 	RevocationCheck Duration `toml:"revocation_interval"` // how often revocations are applied to live connections; default 1s
 	RenewBefore     Duration `toml:"renew_before"`        // renew the CA's server certificates this long before expiry; default 30d
 	RenewCheck      Duration `toml:"renew_interval"`      // how often server certificates are checked; default 1h
+}
+
+// Devices configures the device registry (data_dir/registry.db): a
+// dedicated credential per device, sealed with the master key.
+type Devices struct {
+	Enabled *bool `toml:"enabled"` // default: true when the master key is available
+}
+
+// Admin configures the HTTPS admin API.
+type Admin struct {
+	Enabled     *bool    `toml:"enabled"`      // default: true when the device registry is on and a certificate is available (configured, or from the built-in CA)
+	Address     string   `toml:"address"`      // default "127.0.0.1:9883"
+	AllowRemote bool     `toml:"allow_remote"` // allow an address beyond loopback
+	Cert        string   `toml:"cert"`         // server certificate; default: issued by the built-in CA into data_dir/admin/
+	Key         string   `toml:"key"`
+	ClientCA    []string `toml:"client_ca"`   // CAs of admin client certificates
+	CertNames   []string `toml:"cert_names"`  // admin client certificates allowed by CN
+	TokensFile  string   `toml:"tokens_file"` // bearer tokens, hashed: name:sha256hex per line; default data_dir/admin/tokens
+	AuditLog    string   `toml:"audit_log"`   // JSON lines of every admin action; default data_dir/admin/audit.log
 }
 
 // Sys configures the $SYS topics.
@@ -323,8 +344,17 @@ func (c *Config) ApplyDefaults() {
 	if c.unset("mqtt.cleanup_interval", c.MQTT.CleanupInterval.Duration == 0) {
 		c.MQTT.CleanupInterval.Duration = time.Minute
 	}
-	if c.unset("pki.master_key_file", c.PKI.MasterKeyFile == "") && c.DataDir != "" {
-		c.PKI.MasterKeyFile = filepath.Join(c.DataDir, "master.key")
+	if c.unset("master_key_file", c.MasterKeyFile == "") && c.DataDir != "" {
+		c.MasterKeyFile = filepath.Join(c.DataDir, "master.key")
+	}
+	if c.unset("admin.address", c.Admin.Address == "") {
+		c.Admin.Address = "127.0.0.1:9883"
+	}
+	if c.unset("admin.tokens_file", c.Admin.TokensFile == "") && c.DataDir != "" {
+		c.Admin.TokensFile = filepath.Join(c.DataDir, "admin", "tokens")
+	}
+	if c.unset("admin.audit_log", c.Admin.AuditLog == "") && c.DataDir != "" {
+		c.Admin.AuditLog = filepath.Join(c.DataDir, "admin", "audit.log")
 	}
 	if c.unset("pki.revocation_interval", c.PKI.RevocationCheck.Duration == 0) {
 		c.PKI.RevocationCheck.Duration = time.Second

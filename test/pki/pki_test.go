@@ -372,7 +372,7 @@ func TestFirstRun(t *testing.T) {
 	need(t, "mosquitto_pub", "mosquitto_sub")
 	dir := t.TempDir()
 	tlsAddr, plainAddr, crlAddr := freeAddr(t), freeAddr(t), freeAddr(t)
-	args := []string{"--data-dir", "fresh", "--tls-address", tlsAddr, "--plain-address", plainAddr, "--crl-address", crlAddr}
+	args := []string{"--data-dir", "fresh", "--tls-address", tlsAddr, "--plain-address", plainAddr, "--crl-address", crlAddr, "--admin-address", freeAddr(t)}
 	b := startMoat(t, dir, tlsAddr, args...)
 	out := b.out.String()
 	if !strings.Contains(out, "First run") {
