@@ -90,6 +90,7 @@ type boundListener struct {
 	ln       net.Listener
 	gate     *listener.HandshakeGate
 	guard    *listener.GuardedListener
+	pinned   bool              // certificateless (pinned-key) clients accepted
 	policy   *tlspolicy.Policy // nil for plain-text listeners
 	psk      *tlspsk.Config    // TLS-PSK on a "tls" listener, or nil
 	pskStore *tlspsk.FileStore

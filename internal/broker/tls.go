@@ -102,6 +102,17 @@ func (s *Server) bind(l *config.Listener) (*boundListener, error) {
 		if s.ca != nil {
 			opts.Revocation = caRevocation(s.ca)
 		}
+		if s.reg != nil && l.TLS.ClientAuth != "none" {
+			// Certificateless devices: a self-signed certificate whose
+			// public key is registered is accepted over TLS 1.3.
+			reg := s.reg
+			opts.PinnedKey = func(leaf *x509.Certificate) bool {
+				pin := registry.SPKISHA256(leaf)
+				_, ok := reg.ByPinnedKey(pin[:])
+				return ok
+			}
+			bl.pinned = true
+		}
 		bl.policy, err = tlspolicy.New(opts, s.log.With("listener", l.Name))
 		if err != nil {
 			raw.Close()
@@ -242,7 +253,29 @@ func (c *conn) transportIdentity() (*auth.TransportIdentity, *x509.Certificate, 
 	}
 	st := ts.ConnectionState()
 	c.tlsVersion, c.tlsSuite = st.Version, st.CipherSuite
-	if len(st.PeerCertificates) == 0 || len(st.VerifiedChains) == 0 {
+	if len(st.PeerCertificates) == 0 {
+		return nil, nil, nil
+	}
+	if c.bl.pinned && c.bl.policy != nil {
+		// Certificateless clients are on: crypto/tls verified nothing
+		// itself; ask the policy what the handshake decided.
+		pinned, chains, err := c.bl.policy.VerifyClient(st)
+		if err != nil {
+			return nil, nil, err
+		}
+		if pinned {
+			pin := registry.SPKISHA256(st.PeerCertificates[0])
+			h := hex.EncodeToString(pin[:])
+			c.leaf = st.PeerCertificates[0]
+			return &auth.TransportIdentity{Method: auth.MethodPinnedKey, ID: h, Attrs: map[string]string{
+				registry.AttrSPKISHA256: h,
+				"tls_version":           tls.VersionName(st.Version),
+				"tls_cipher":            tls.CipherSuiteName(st.CipherSuite),
+			}}, nil, nil
+		}
+		st.VerifiedChains = chains
+	}
+	if len(st.VerifiedChains) == 0 {
 		return nil, nil, nil
 	}
 	leaf := st.PeerCertificates[0]

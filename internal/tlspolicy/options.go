@@ -53,6 +53,13 @@ type Options struct {
 	// refuses the client. It should wrap ErrRevoked when a certificate is
 	// revoked, so the failure is classified as "revoked".
 	Revocation func(chain []*x509.Certificate) error
+	// PinnedKey, when set, enables certificateless clients: a client whose
+	// certificate (typically self-signed) carries a public key for which
+	// PinnedKey returns true is accepted over TLS 1.3 without any CA. The
+	// listener then asks for any client certificate and verifies CA chains
+	// itself (VerifyClient), so that clients are not told which CAs to use.
+	// Requires ClientAuth "optional" or "required".
+	PinnedKey func(leaf *x509.Certificate) bool
 	// ALPN lists the application protocols offered. nil means ["mqtt"]; an
 	// empty non-nil slice disables ALPN. Clients that offer none of these
 	// (or no ALPN at all) are still accepted, with no protocol negotiated.
@@ -206,10 +213,11 @@ type checked struct {
 	maxDepth      int // max intermediates, >= 0
 	alpn          []string
 	revocation    func([]*x509.Certificate) error
+	pinned        func(*x509.Certificate) bool
 }
 
 func (o Options) check() (*checked, error) {
-	c := &checked{revocation: o.Revocation}
+	c := &checked{revocation: o.Revocation, pinned: o.PinnedKey}
 	if len(o.Certs) == 0 {
 		return nil, fmt.Errorf("tlspolicy: at least one certificate is required: %w", ErrInvalidOptions)
 	}

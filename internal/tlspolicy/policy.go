@@ -233,7 +233,7 @@ func (p *Policy) touchAll(fr *fileReader) {
 }
 
 func (m *material) newConfig(alpn []string) *tls.Config {
-	return &tls.Config{
+	cfg := &tls.Config{
 		MinVersion:       m.opts.minVersion,
 		CipherSuites:     m.opts.suites,
 		CurvePreferences: curvePreferences,
@@ -246,6 +246,63 @@ func (m *material) newConfig(alpn []string) *tls.Config {
 		UnwrapSession:    m.unwrapSession,
 		Renegotiation:    tls.RenegotiateNever,
 	}
+	if m.opts.pinned != nil {
+		// Certificateless clients: ask for any certificate and verify CA
+		// chains in VerifyConnection; no CA list is sent, so clients with
+		// a self-signed certificate do present it.
+		switch m.opts.clientAuth {
+		case tls.RequireAndVerifyClientCert:
+			cfg.ClientAuth = tls.RequireAnyClientCert
+		case tls.VerifyClientCertIfGiven:
+			cfg.ClientAuth = tls.RequestClientCert
+		}
+		cfg.ClientCAs = nil
+	}
+	return cfg
+}
+
+// VerifyClient checks a client's certificate as the handshake did: pinned
+// (a registered public key, TLS 1.3 only) or chained to a configured CA
+// (with the explicit clientAuth EKU, depth and revocation checks). It
+// returns the verified chains of a CA-issued certificate. The broker calls
+// it after the handshake, when certificateless clients are enabled and
+// ConnectionState.VerifiedChains is therefore empty.
+func (p *Policy) VerifyClient(cs tls.ConnectionState) (pinned bool, chains [][]*x509.Certificate, err error) {
+	return p.cur.Load().verifyClient(cs)
+}
+
+func (m *material) verifyClient(cs tls.ConnectionState) (bool, [][]*x509.Certificate, error) {
+	if len(cs.PeerCertificates) == 0 {
+		return false, nil, nil
+	}
+	leaf := cs.PeerCertificates[0]
+	if m.opts.pinned != nil && m.opts.pinned(leaf) {
+		if cs.Version < tls.VersionTLS13 {
+			return false, nil, fmt.Errorf("tlspolicy: pinned key of %q needs TLS 1.3: %w", leaf.Subject.String(), ErrUnverifiedChain)
+		}
+		return true, nil, nil
+	}
+	chains := cs.VerifiedChains
+	if m.opts.pinned != nil {
+		if m.pool == nil {
+			return false, nil, fmt.Errorf("tlspolicy: client certificate %q: public key not registered and no client CA: %w", leaf.Subject.String(), x509.UnknownAuthorityError{Cert: leaf})
+		}
+		inter := x509.NewCertPool()
+		for _, c := range cs.PeerCertificates[1:] {
+			inter.AddCert(c)
+		}
+		var err error
+		chains, err = leaf.Verify(x509.VerifyOptions{Roots: m.pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+		if err != nil {
+			return false, nil, err
+		}
+	}
+	vcs := cs
+	vcs.VerifiedChains = chains
+	if err := m.checkChains(vcs); err != nil {
+		return false, nil, err
+	}
+	return false, chains, nil
 }
 
 // getCertificate picks the certificate for the client's SNI name: an exact
@@ -289,6 +346,16 @@ func pick(hello *tls.ClientHelloInfo, cands []*loadedCert) *tls.Certificate {
 // chain verification: an explicit clientAuth EKU and the chain depth limit.
 // It runs on full handshakes and on resumptions.
 func (m *material) verifyConnection(cs tls.ConnectionState) error {
+	if m.opts.pinned != nil {
+		_, _, err := m.verifyClient(cs)
+		return err
+	}
+	return m.checkChains(cs)
+}
+
+// checkChains applies the explicit clientAuth EKU, the depth limit and the
+// revocation check to crypto/tls's verified chains.
+func (m *material) checkChains(cs tls.ConnectionState) error {
 	if len(cs.PeerCertificates) == 0 {
 		return nil // "required" is enforced by crypto/tls before this
 	}
