@@ -125,19 +125,23 @@ func embeddedConfig(dataDir string, addrs defaultAddrs, stdout io.Writer) (*conf
 		connectHost = tlsHost
 	}
 	ca1 := ca.RootFile()
+	adminFlag := ""
+	if addrs.admin != "127.0.0.1:9883" {
+		adminFlag = " --admin https://" + addrs.admin
+	}
 	fmt.Fprintf(stdout, `
 moat listens on %s with TLS (client certificates, TLS-PSK; no anonymous
 clients) and on %s:%s without TLS (this machine only; anonymous allowed).
 
-Give two devices a certificate each (a certificate's name is its client id,
-so one device cannot pose as another), then connect them:
+Register two devices, each with its own certificate (a certificate's name is
+its client id, so one device cannot pose as another), then connect them:
 
-  moat pki issue client dev-1 --data-dir %s --out .
-  moat pki issue client console --data-dir %s --out .
+  moat device add dev-1 --cert --data-dir %s%s --out .
+  moat device add console --cert --data-dir %s%s --out .
   mosquitto_sub -h %s -p %s --cafile %s --cert console.chain.pem --key console.key -t 'devices/#' -v -C 1
   mosquitto_pub -h %s -p %s --cafile %s --cert dev-1.chain.pem --key dev-1.key -t devices/dev-1/hello -m hello
 
-`, addrs.tls, plainHost, plainPort, dataDir, dataDir, connectHost, tlsPort, ca1, connectHost, tlsPort, ca1)
+`, addrs.tls, plainHost, plainPort, dataDir, adminFlag, dataDir, adminFlag, connectHost, tlsPort, ca1, connectHost, tlsPort, ca1)
 	return cfg, nil
 }
 

@@ -33,6 +33,11 @@ Usage:
   moat serve [--config FILE] [--data-dir DIR]   run the broker
   moat passwd [USERNAME]                        hash a password for [[auth.users]]
   moat pki init|issue|sign|revoke|crl|list      the built-in certificate authority
+  moat device add|list|show|disable|enable|rotate|remove|acl|cred|revoke|psk derive|fleet-key|ecdh-key
+                                                devices and their credentials
+  moat keygen [--ecdh]                          a device key pair (pinned key, or X25519 for ECDH)
+  moat keys rotate [--new-key-file F]           re-encrypt device secrets and CA keys under a new master key
+  moat admin token create NAME                  an admin API token (printed once, stored hashed)
   moat version                                  print the version
 `
 
@@ -52,6 +57,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return passwd(args[1:], stdin, stdout, stderr)
 	case "pki":
 		return pkiCmd(args[1:], stdin, stdout, stderr)
+	case "device":
+		return deviceCmd(args[1:], stdin, stdout, stderr)
+	case "keygen":
+		return keygenCmd(args[1:], stdout, stderr)
+	case "keys":
+		return keysCmd(args[1:], stdout, stderr)
+	case "admin":
+		return adminCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "moat", version)
 		return 0

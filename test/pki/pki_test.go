@@ -381,7 +381,7 @@ func TestFirstRun(t *testing.T) {
 	var cmds [][]string
 	for _, l := range strings.Split(out, "\n") {
 		l = strings.TrimSpace(l)
-		if strings.HasPrefix(l, "moat pki ") || strings.HasPrefix(l, "mosquitto_") {
+		if strings.HasPrefix(l, "moat device ") || strings.HasPrefix(l, "mosquitto_") {
 			cmds = append(cmds, shellSplit(l))
 		}
 	}
