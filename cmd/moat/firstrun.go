@@ -87,7 +87,7 @@ func embeddedConfig(dataDir string, addrs defaultAddrs, stdout io.Writer) (*conf
 	}
 
 	cfg := config.Default()
-	cfg.DataDir = dataDir
+	cfg.SetDataDir(dataDir)
 	yes, no := true, false
 	cfg.Listeners = []config.Listener{
 		{Name: "tls", Type: config.ListenerTLS, Address: addrs.tls, AllowAnonymous: &no, TLS: &config.TLS{

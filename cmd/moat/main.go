@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -38,6 +37,7 @@ Usage:
   moat keygen [--ecdh]                          a device key pair (pinned key, or X25519 for ECDH)
   moat keys rotate [--new-key-file F]           re-encrypt device secrets and CA keys under a new master key
   moat admin token create NAME                  an admin API token (printed once, stored hashed)
+  moat bench conn|pub|sub|pubsub [flags]        load generator for any MQTT broker (moat bench --help)
   moat version                                  print the version
 `
 
@@ -65,6 +65,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return keysCmd(args[1:], stdout, stderr)
 	case "admin":
 		return adminCmd(args[1:], stdout, stderr)
+	case "bench":
+		return benchCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "moat", version)
 		return 0
@@ -109,10 +111,7 @@ func serve(args []string, stderr io.Writer) int {
 			return 1
 		}
 		if *dataDir != "" {
-			if cfg.MasterKeyFile == filepath.Join(cfg.DataDir, "master.key") {
-				cfg.MasterKeyFile = filepath.Join(*dataDir, "master.key")
-			}
-			cfg.DataDir = *dataDir
+			cfg.SetDataDir(*dataDir)
 		}
 	}
 	log := newLogger(cfg.Log, stderr)

@@ -6,6 +6,7 @@ import (
 
 	"moat/internal/auth"
 	"moat/internal/packet"
+	"moat/internal/registry"
 )
 
 // connectError ends a connection during CONNECT: ack is sent first when
@@ -200,7 +201,7 @@ func (c *conn) authenticate(cp *connectPacket) error {
 		HasPassword:    cp.PasswordFlag,
 		AllowAnonymous: c.s.cfg.AnonymousAllowed(c.bl.cfg),
 	}
-	ti, _, err := c.transportIdentity()
+	ti, leaf, err := c.transportIdentity()
 	if err != nil {
 		c.s.log.Info("client certificate has no usable identity", "remote", c.remote, "identity", c.bl.cfg.TLS.Identity, "err", err)
 		return c.refuse(v, packet.NotAuthorized, packet.V3NotAuthorized, "client certificate has no "+c.bl.cfg.TLS.Identity)
@@ -214,6 +215,11 @@ func (c *conn) authenticate(cp *connectPacket) error {
 	req.Transport = ti
 	ctx, cancel := c.ctxFor()
 	defer cancel()
+	if leaf != nil {
+		// The registry matches certificates by issuer and serial or by
+		// subject too, not only by fingerprint.
+		ctx = registry.WithPeerCertificate(ctx, leaf)
+	}
 	p, err := c.s.authn.Authenticate(ctx, req)
 	clear(cp.Password)
 	if err != nil {

@@ -60,8 +60,17 @@ func (s *Server) openDevices() error {
 	s.authz = auth.AllOf(s.authz, reg.Authorizer())
 	// A disabled or removed device, or a rotated credential, ends the
 	// device's live connections (MQTT 5: 0x98 Administrative action).
-	reg.OnChange(func(id string) { s.DisconnectPrincipal(id, "") })
+	reg.OnChange(func(id string) { s.DisconnectDevice(id) })
 	return nil
+}
+
+// DisconnectDevice closes every connection the registry authenticated as
+// device id (MQTT 5 reason 0x98). Principals that only share the name are
+// left alone.
+func (s *Server) DisconnectDevice(id string) int {
+	return s.disconnectWhere(func(c *conn) bool {
+		return c.principal != nil && c.principal.Attrs[registry.AttrDevice] == id
+	}, packet.AdministrativeAction)
 }
 
 // Registry returns the device registry, or nil.
@@ -184,11 +193,16 @@ func (s *Server) startAdmin() error {
 	if err != nil {
 		return fmt.Errorf("broker: admin: %w", err)
 	}
-	s.admin, s.adminAddr = srv, ln.Addr()
+	s.mu.Lock()
+	s.admin, s.adminAddr, s.adminLn = srv, ln.Addr(), ln
+	s.mu.Unlock()
 	s.log.Info("admin API listening", "address", "https://"+ln.Addr().String(), "tokens", len(tokens))
-	s.goFunc(func() { _ = srv.Serve(ln) })
 	return nil
 }
 
 // AdminAddr returns the admin API's address, or nil.
-func (s *Server) AdminAddr() net.Addr { return s.adminAddr }
+func (s *Server) AdminAddr() net.Addr {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.adminAddr
+}

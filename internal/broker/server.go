@@ -80,6 +80,7 @@ type Server struct {
 	reg       *registry.Registry // the device registry, or nil
 	admin     *admin.Server
 	adminAddr net.Addr
+	adminLn   net.Listener
 	auditFile *os.File
 	crlSrv    *http.Server
 	crlAddr   net.Addr
@@ -286,6 +287,12 @@ func (s *Server) Listen() error {
 	s.mu.Lock()
 	s.listeners = bound
 	s.mu.Unlock()
+	if err := s.startAdmin(); err != nil {
+		for _, b := range bound {
+			b.ln.Close()
+		}
+		return err
+	}
 	return nil
 }
 
@@ -339,8 +346,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	if err := s.startPKI(); err != nil {
 		s.log.Error("built-in CA services not started", "err", err)
 	}
-	if err := s.startAdmin(); err != nil {
-		s.log.Error("admin API not started", "err", err)
+	s.mu.RLock()
+	adm, admLn := s.admin, s.adminLn
+	s.mu.RUnlock()
+	if adm != nil {
+		s.goFunc(func() { _ = adm.Serve(admLn) })
 	}
 	select {
 	case <-ctx.Done():

@@ -38,7 +38,7 @@ type Option func(*config.Config)
 func Start(t testing.TB, opts ...Option) *Broker {
 	t.Helper()
 	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
+	cfg.SetDataDir(t.TempDir())
 	cfg.Auth.AllowAnonymous = true
 	// Unset, so that ApplyDefaults picks "deny" when an option adds ACL
 	// rules, as it does for a configuration file.

@@ -519,3 +519,20 @@ func (l *Listener) IsLoopback() bool {
 	ip, err := netip.ParseAddr(host)
 	return err == nil && ip.Unmap().IsLoopback()
 }
+
+// SetDataDir moves the data directory. Paths that were derived from it and
+// still have their default value (master_key_file, admin.tokens_file,
+// admin.audit_log) move with it.
+func (c *Config) SetDataDir(dir string) {
+	old := c.DataDir
+	move := func(p *string, def string) {
+		if *p == def {
+			rel, _ := filepath.Rel(old, def)
+			*p = filepath.Join(dir, rel)
+		}
+	}
+	move(&c.MasterKeyFile, filepath.Join(old, "master.key"))
+	move(&c.Admin.TokensFile, filepath.Join(old, "admin", "tokens"))
+	move(&c.Admin.AuditLog, filepath.Join(old, "admin", "audit.log"))
+	c.DataDir = dir
+}

@@ -156,15 +156,21 @@ type authorizer struct{ r *Registry }
 
 // acl returns the device ACL for p, or the decision when there is none.
 func (a authorizer) acl(p *auth.Principal) (acl *deviceACL, decision bool) {
-	if p == nil || p.ID == "" {
+	// Only principals the registry authenticated are devices: another
+	// principal whose ID happens to equal a device id is not that device.
+	id := ""
+	if p != nil {
+		id = p.Attrs[AttrDevice]
+	}
+	if id == "" {
 		return nil, true
 	}
 	a.r.mu.RLock()
-	e := a.r.idx.devices[p.ID]
+	e := a.r.idx.devices[id]
 	a.r.mu.RUnlock()
 	switch {
 	case e == nil:
-		return nil, p.Attrs[AttrDevice] == ""
+		return nil, false
 	case !e.dev.Enabled():
 		return nil, false
 	}

@@ -1,0 +1,5 @@
+//go:build !unix
+
+package loadgen
+
+func isErrno(err error, name string) bool { return false }

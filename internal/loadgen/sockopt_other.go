@@ -1,0 +1,7 @@
+//go:build !linux
+
+package loadgen
+
+import "syscall"
+
+func bindNoPort(network, address string, c syscall.RawConn) error { return nil }
