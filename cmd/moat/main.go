@@ -38,6 +38,7 @@ Usage:
   moat keys rotate [--new-key-file F]           re-encrypt device secrets and CA keys under a new master key
   moat admin token create NAME                  an admin API token (printed once, stored hashed)
   moat bench conn|pub|sub|pubsub [flags]        load generator for any MQTT broker (moat bench --help)
+  moat cert check [--within 30d] [--config F]   certificate and CRL expiry report; exit 1 when due
   moat version                                  print the version
 `
 
@@ -67,6 +68,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return adminCmd(args[1:], stdout, stderr)
 	case "bench":
 		return benchCmd(args[1:], stdout, stderr)
+	case "cert":
+		return certCmd(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "moat", version)
 		return 0

@@ -58,6 +58,7 @@ type conn struct {
 	connectedAt   time.Time
 	deadline      time.Time                           // for the TLS handshake and CONNECT together
 	leaf          *x509.Certificate                   // verified client certificate, if any
+	chain         []*x509.Certificate                 // its verified chain, leaf first
 	idFields      func(source string) (string, error) // certificate fields for client-id templates
 	proxySSL      *proxyproto.SSLInfo                 // what a trusted balancer said about TLS
 

@@ -28,6 +28,7 @@ import (
 	"moat/internal/packet"
 	"moat/internal/pki"
 	"moat/internal/registry"
+	"moat/internal/revocation"
 	"moat/internal/store"
 	"moat/internal/tlspolicy"
 	"moat/internal/tlspsk"
@@ -73,8 +74,9 @@ type Server struct {
 	wg   sync.WaitGroup // every goroutine the server starts
 	done chan struct{}
 	// ctx ends at Shutdown; background watchers run under it.
-	ctx    context.Context
-	cancel context.CancelFunc
+	ctx     context.Context
+	cancel  context.CancelFunc
+	recheck chan struct{} // new revocation data: check live certificates
 
 	ca        *pki.CA            // the built-in CA, or nil
 	reg       *registry.Registry // the device registry, or nil
@@ -87,15 +89,16 @@ type Server struct {
 }
 
 type boundListener struct {
-	cfg      *config.Listener
-	ln       net.Listener
-	gate     *listener.HandshakeGate
-	guard    *listener.GuardedListener
-	pinned   bool              // certificateless (pinned-key) clients accepted
-	policy   *tlspolicy.Policy // nil for plain-text listeners
-	psk      *tlspsk.Config    // TLS-PSK on a "tls" listener, or nil
-	pskStore *tlspsk.FileStore
-	n        atomic.Int64 // open connections
+	cfg        *config.Listener
+	ln         net.Listener
+	gate       *listener.HandshakeGate
+	guard      *listener.GuardedListener
+	pinned     bool                // certificateless (pinned-key) clients accepted
+	revocation *revocation.Checker // CRL/OCSP checks of client certificates, or nil
+	policy     *tlspolicy.Policy   // nil for plain-text listeners
+	psk        *tlspsk.Config      // TLS-PSK on a "tls" listener, or nil
+	pskStore   *tlspsk.FileStore
+	n          atomic.Int64 // open connections
 }
 
 // limits are the configuration values the hot path reads.
@@ -154,6 +157,7 @@ func New(opts Options) (*Server, error) {
 		done:     make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.recheck = make(chan struct{}, 1)
 	if s.version == "" {
 		s.version = "dev"
 	}
@@ -335,6 +339,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		if bl.policy != nil {
 			s.goFunc(func() { bl.policy.Watch(s.ctx, bl.cfg.TLS.ReloadInterval.Duration) })
 		}
+		if bl.revocation != nil {
+			s.goFunc(func() { bl.revocation.Watch(s.ctx, bl.cfg.TLS.ReloadInterval.Duration) })
+		}
 		if bl.pskStore != nil {
 			s.goFunc(func() {
 				bl.pskStore.Watch(s.ctx, bl.cfg.TLS.ReloadInterval.Duration, s.log.With("listener", bl.cfg.Name))
@@ -343,6 +350,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.goFunc(s.sysLoop)
 	s.goFunc(s.cleanupLoop)
+	s.goFunc(s.certificateLoop)
 	if err := s.startPKI(); err != nil {
 		s.log.Error("built-in CA services not started", "err", err)
 	}

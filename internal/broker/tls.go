@@ -99,8 +99,10 @@ func (s *Server) bind(l *config.Listener) (*boundListener, error) {
 			raw.Close()
 			return nil, fmt.Errorf("broker: listener %q: tls: %w", l.Name, err)
 		}
-		if s.ca != nil {
-			opts.Revocation = caRevocation(s.ca)
+		opts.Revocation, bl.revocation, err = s.revocationFor(l)
+		if err != nil {
+			raw.Close()
+			return nil, fmt.Errorf("broker: listener %q: revocation: %w", l.Name, err)
 		}
 		if s.reg != nil && l.TLS.ClientAuth != "none" {
 			// Certificateless devices: a self-signed certificate whose
@@ -278,6 +280,7 @@ func (c *conn) transportIdentity() (*auth.TransportIdentity, *x509.Certificate, 
 	if len(st.VerifiedChains) == 0 {
 		return nil, nil, nil
 	}
+	c.chain = st.VerifiedChains[0]
 	leaf := st.PeerCertificates[0]
 	c.leaf = leaf
 	c.idFields = tlspolicy.CertIdentityFields(leaf)

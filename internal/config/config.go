@@ -119,6 +119,12 @@ type TLS struct {
 	ClientIDTemplate string   `toml:"client_id_template"` // what the client id must equal, e.g. "{cn}" or "dev-{subject:UID}"; default "{<identity>}"
 	ReloadInterval   Duration `toml:"reload_interval"`    // how often cert/key/CA files are checked for changes; default 10s
 
+	CRLFiles         []string `toml:"crl_files"`         // CRLs (DER or PEM), reloaded when they change
+	FetchCRLDP       *bool    `toml:"fetch_crl_dp"`      // fetch the CRLs named in certificates' distribution points; default true
+	OCSP             bool     `toml:"ocsp"`              // ask the OCSP responder about client certificates
+	OCSPResponder    string   `toml:"ocsp_responder"`    // default: the certificate's AIA
+	RevocationPolicy string   `toml:"revocation_policy"` // "fail_open" (default) | "fail_closed": when revocation data is unavailable or stale
+
 	PSKFile         string   `toml:"psk_file"`          // TLS-PSK keys, mosquitto format identity:hexkey
 	PSKIdentityHint string   `toml:"psk_identity_hint"` // TLS 1.2 identity hint
 	PSKCipherSuites []string `toml:"psk_cipher_suites"` // TLS 1.2 PSK suites; default the AEAD ones

@@ -357,6 +357,9 @@ func (v *validator) listenerTLS(p string, l *Listener) {
 			v.add(p+".tls.client_ca", ErrInvalid, "client_ca is set but client_auth is \"none\": client certificates would not be asked for")
 		}
 	}
+	if t.RevocationPolicy != "" {
+		v.enum(p+".tls.revocation_policy", t.RevocationPolicy, "fail_open", "fail_closed")
+	}
 	if t.ReloadInterval.Duration < time.Second {
 		v.add(p+".tls.reload_interval", ErrInvalid, "must be at least 1s (got %s)", fmtDuration(t.ReloadInterval.Duration))
 	}
