@@ -13,10 +13,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"moat/internal/auth"
 	"moat/internal/broker"
@@ -91,6 +95,7 @@ func serve(args []string, stderr io.Writer) int {
 	fs.StringVar(&addrs.plain, "plain-address", "127.0.0.1:1883", "embedded defaults: plain MQTT address (keep it on loopback)")
 	fs.StringVar(&addrs.crl, "crl-address", "0.0.0.0:8089", "embedded defaults: where the CRL is served over HTTP")
 	fs.StringVar(&addrs.admin, "admin-address", "127.0.0.1:9883", "embedded defaults: the HTTPS admin API")
+	pprofAddr := fs.String("pprof", "", "serve Go profiles (net/http/pprof) on this loopback address, e.g. 127.0.0.1:6060")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -133,6 +138,12 @@ func serve(args []string, stderr io.Writer) int {
 	if err := srv.Listen(); err != nil {
 		log.Error("cannot listen", "err", err)
 		return 1
+	}
+	if *pprofAddr != "" {
+		if err := servePprof(*pprofAddr, log); err != nil {
+			log.Error("pprof", "err", err)
+			return 1
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -209,4 +220,29 @@ func passwd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, hash)
 	}
 	return 0
+}
+
+// servePprof serves the Go runtime profiles on a loopback address, for
+// finding where CPU and memory go on a running broker.
+func servePprof(addr string, log *slog.Logger) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("--pprof %s: profiles are served on loopback addresses only", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	log.Info("serving profiles", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
+	go func() { _ = (&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}).Serve(ln) }()
+	return nil
 }

@@ -51,7 +51,8 @@ type conn struct {
 	keepAlive     time.Duration
 	clientRecvMax uint16
 	clientMaxPkt  uint32
-	aliases       []string // inbound topic aliases, index = alias
+	aliases       []string // inbound topic aliases, index = alias; made on first use
+	aliasMax      uint16   // Topic Alias Maximum granted to this client
 	authMethod    string
 	tlsVersion    uint16
 	tlsSuite      uint16

@@ -180,9 +180,7 @@ func (c *conn) checkConnect(cp *connectPacket) error {
 		if cp.Properties.Has(packet.PropMaximumPacketSize) {
 			c.clientMaxPkt = cp.Properties.MaximumPacketSize
 		}
-		if l.aliasMax > 0 {
-			c.aliases = make([]string, int(l.aliasMax)+1)
-		}
+		c.aliasMax = l.aliasMax // the table is made on first use
 	}
 	c.clientID = cp.ClientID
 	return nil

@@ -214,8 +214,13 @@ func (c *conn) handlePublish(fh packet.FixedHeader, body []byte) error {
 	s.stats.msgsRecv.Add(1)
 	if p.Properties.Has(packet.PropTopicAlias) {
 		a := p.Properties.TopicAlias
-		if a == 0 || int(a) >= len(c.aliases) {
+		if a == 0 || a > c.aliasMax {
 			return protoErr(packet.TopicAliasInvalid, "topic alias out of range")
+		}
+		if c.aliases == nil {
+			// Most clients never use aliases: idle connections do not
+			// carry the table.
+			c.aliases = make([]string, int(c.aliasMax)+1)
 		}
 		if p.Topic == "" {
 			p.Topic = c.aliases[a]
