@@ -34,7 +34,8 @@ func (e *reasonError) Error() string { return e.msg + " (" + e.code.String() + "
 func protoErr(code packet.ReasonCode, msg string) error { return &reasonError{code: code, msg: msg} }
 
 // conn is one client network connection: a reader (serve) and a writer
-// (writeLoop) that drains the outbound buffer, coalescing packets.
+// (flush, started on demand) that drains the outbound buffer, coalescing
+// packets.
 type conn struct {
 	s      *Server
 	nc     net.Conn
@@ -78,7 +79,8 @@ type conn struct {
 	wmu      sync.Mutex
 	wbuf     []byte
 	wclosing bool
-	wsig     chan struct{}
+	writing  bool // a flush goroutine is running
+	ready    bool // the transport is set up (TLS handshake done): writes may start
 
 	closed    chan struct{}
 	closeOnce sync.Once
@@ -92,7 +94,6 @@ func newConn(s *Server, nc net.Conn, bl *boundListener) *conn {
 		bl:       bl,
 		remote:   nc.RemoteAddr().String(),
 		deadline: time.Now().Add(bl.cfg.HandshakeTimeout.Duration),
-		wsig:     make(chan struct{}, 1),
 		closed:   make(chan struct{}),
 		detached: make(chan struct{}),
 	}
@@ -115,8 +116,20 @@ func (c *conn) serve() {
 		c.nc.Close()
 		return
 	}
-	c.br = bufio.NewReaderSize(c.nc, 4096)
-	c.s.goFunc(c.writeLoop)
+	// TLS buffers whole records itself: a small reader above it is enough,
+	// and idle TLS connections are the common case in IoT fleets.
+	rsize := 4096
+	if c.bl.cfg.IsTLS() {
+		rsize = 1024
+	}
+	c.br = bufio.NewReaderSize(c.nc, rsize)
+	c.wmu.Lock()
+	c.ready = true
+	pending := c.wclosing || len(c.wbuf) > 0
+	c.wmu.Unlock()
+	if pending {
+		c.signal() // closed or written to during the handshake
+	}
 	err = c.connect()
 	if err == nil {
 		err = c.loop()
@@ -187,10 +200,14 @@ func (c *conn) closeAfterFlush() {
 }
 
 func (c *conn) signal() {
-	select {
-	case c.wsig <- struct{}{}:
-	default:
+	c.wmu.Lock()
+	if c.writing || !c.ready {
+		c.wmu.Unlock()
+		return
 	}
+	c.writing = true
+	c.wmu.Unlock()
+	c.s.goFunc(c.flush)
 }
 
 // send queues one packet. It reports false when the connection is closing.
@@ -211,45 +228,45 @@ func (c *conn) send(p packet.Packet) bool {
 	return true
 }
 
-// writeLoop drains the outbound buffer: everything queued since the last
-// write goes out in one Write.
-func (c *conn) writeLoop() {
+// flush drains the outbound buffer: everything queued since the last write
+// goes out in one Write, until nothing is left. It runs only while there is
+// something to send, so an idle connection has no writer goroutine and no
+// write buffer.
+func (c *conn) flush() {
 	var buf []byte
 	for {
-		select {
-		case <-c.wsig:
-		case <-c.closed:
+		c.wmu.Lock()
+		if len(c.wbuf) == 0 {
+			c.writing = false
+			closing := c.wclosing
+			if cap(c.wbuf) > 4096 {
+				c.wbuf = nil // do not pin a burst's buffer on an idle connection
+			}
+			c.wmu.Unlock()
+			if closing {
+				if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
+					tc.CloseWrite()
+				}
+				c.abort()
+			}
 			return
 		}
-		c.wmu.Lock()
 		buf, c.wbuf = c.wbuf, buf[:0]
-		closing := c.wclosing
 		c.wmu.Unlock()
-		if len(buf) > 0 {
-			c.nc.SetWriteDeadline(time.Now().Add(c.s.limits.writeTimeout))
-			n, err := c.nc.Write(buf)
-			c.s.stats.bytesSent.Add(int64(n))
-			if err != nil {
-				c.abort()
-				return
-			}
-		}
-		if cap(buf) > 64<<10 {
-			buf = nil // do not pin a burst's buffer on an idle connection
-		}
-		if closing {
+		c.nc.SetWriteDeadline(time.Now().Add(c.s.limits.writeTimeout))
+		n, err := c.nc.Write(buf)
+		c.s.stats.bytesSent.Add(int64(n))
+		if err != nil {
 			c.wmu.Lock()
-			more := len(c.wbuf) > 0
+			c.writing = false
+			c.wbuf = nil
+			c.wclosing = true
 			c.wmu.Unlock()
-			if more {
-				c.signal()
-				continue
-			}
-			if tc, ok := c.nc.(interface{ CloseWrite() error }); ok {
-				tc.CloseWrite()
-			}
 			c.abort()
 			return
+		}
+		if cap(buf) > 64<<10 {
+			buf = nil
 		}
 	}
 }
