@@ -79,6 +79,9 @@ type Options struct {
 	Log *slog.Logger
 	// MaxBodyBytes limits request bodies; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// Metrics, when set, is served at GET /metrics (Prometheus text
+	// format), behind the same authentication as the API.
+	Metrics http.Handler
 }
 
 // Server is the admin API server.
@@ -91,6 +94,7 @@ type Server struct {
 	log      *slog.Logger
 	maxBody  int64
 	handler  http.Handler
+	metrics  http.Handler
 	srv      *http.Server
 	now      func() time.Time
 	auditMu  sync.Mutex // guards audit
@@ -138,6 +142,7 @@ func New(opts Options) (*Server, error) {
 		maxBody: opts.MaxBodyBytes,
 		now:     time.Now,
 		audit:   opts.Audit,
+		metrics: opts.Metrics,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -432,6 +437,9 @@ func (s *Server) routes() http.Handler {
 			w.Header().Set("Allow", allow)
 			s.fail(w, r, callerOf(r), "request", r.URL.Path, http.StatusMethodNotAllowed, "method not allowed (allowed: "+allow+")")
 		})
+	}
+	if s.metrics != nil {
+		mux.Handle("GET /metrics", s.metrics)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, callerOf(r), "request", r.URL.Path, http.StatusNotFound, "no such endpoint")

@@ -221,6 +221,7 @@ func (c *conn) authenticate(cp *connectPacket) error {
 	p, err := c.s.authn.Authenticate(ctx, req)
 	clear(cp.Password)
 	if err != nil {
+		c.s.stats.authFailed.Add(1)
 		if errors.Is(err, auth.ErrNotAuthorized) {
 			return c.refuse(v, packet.NotAuthorized, packet.V3NotAuthorized, "not authorized")
 		}
@@ -229,6 +230,7 @@ func (c *conn) authenticate(cp *connectPacket) error {
 	if cp.WillFlag && !c.s.authz.CanPublish(p, cp.ClientID, cp.WillTopic) {
 		return c.refuse(v, packet.NotAuthorized, packet.V3NotAuthorized, "will topic not authorized")
 	}
+	c.s.stats.authOK.Add(1)
 	c.principal = p
 	return c.bindClientID(cp)
 }

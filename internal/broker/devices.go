@@ -181,6 +181,7 @@ func (s *Server) startAdmin() error {
 		AdminCertNames: a.CertNames,
 		Audit:          audit,
 		Log:            s.log.With("component", "admin"),
+		Metrics:        s.MetricsHandler(),
 	})
 	if err != nil {
 		if len(tokens) == 0 && len(a.CertNames) == 0 {

@@ -131,6 +131,8 @@ type stats struct {
 	totalConn  atomic.Int64
 	dropped    atomic.Int64
 	pubDropped atomic.Int64
+	authOK     atomic.Int64
+	authFailed atomic.Int64
 }
 
 // New builds a server from a validated configuration. It binds nothing;
@@ -351,6 +353,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.goFunc(s.sysLoop)
 	s.goFunc(s.cleanupLoop)
 	s.goFunc(s.certificateLoop)
+	s.goFunc(s.alarmLoop)
 	if err := s.startPKI(); err != nil {
 		s.log.Error("built-in CA services not started", "err", err)
 	}
