@@ -42,7 +42,14 @@ go test -race -count=1 -timeout 10m ./...
 echo "== fuzz (short runs)" >&2
 fuzz() { # package target seconds
 	local out
-	if ! out=$(go test -run '^$' -fuzz "^$2\$" -fuzztime "$3s" "$1" 2>&1); then
+	if ! out=$(go test -run '^$' -fuzz "^$2\$" -fuzztime "$3s" -fuzzminimizetime 0 "$1" 2>&1); then
+		# The fuzzing engine can report "context deadline exceeded" when the
+		# time runs out while it handles a new interesting input; that is
+		# not a finding (a finding writes a failing input to testdata).
+		if grep -q "context deadline exceeded" <<<"$out" && ! grep -q "Failing input written" <<<"$out"; then
+			echo "fuzz $2: ok (stopped at the deadline)" >&2
+			return 0
+		fi
 		echo "$out" >&2
 		return 1
 	fi
