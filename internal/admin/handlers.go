@@ -28,6 +28,7 @@ var apiRoutes = []route{
 	{"DELETE", "/v1/devices/{id}/credentials/{cid}", "credential.delete", (*Server).deleteCredential},
 	{"POST", "/v1/devices/{id}/credentials/{cid}/rotate", "credential.rotate", (*Server).rotateCredential},
 	{"GET", "/v1/clients", "client.list", (*Server).listClients},
+	{"GET", "/v1/alarms", "alarm.list", (*Server).listAlarms},
 	{"POST", "/v1/clients/{id}/disconnect", "client.disconnect", (*Server).disconnectClient},
 	{"GET", "/v1/ecdh/public-key", "ecdh.public-key", (*Server).ecdhPublicKey},
 	{"POST", "/v1/fleet/key", "fleet.set-key", (*Server).setFleetKey},
@@ -340,6 +341,19 @@ func (s *Server) listClients(w http.ResponseWriter, r *http.Request) (int, any, 
 		cs = []ClientInfo{}
 	}
 	return http.StatusOK, map[string]any{"clients": cs}, nil
+}
+
+// AlarmLister is implemented by a broker that reports alarms.
+type AlarmLister interface {
+	AlarmList() any
+}
+
+func (s *Server) listAlarms(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	al, ok := s.clients.(AlarmLister)
+	if !ok {
+		return 0, nil, errStatus(http.StatusServiceUnavailable, "no broker attached")
+	}
+	return http.StatusOK, map[string]any{"alarms": al.AlarmList()}, nil
 }
 
 func (s *Server) disconnectClient(w http.ResponseWriter, r *http.Request) (int, any, error) {

@@ -88,6 +88,15 @@ func (a adminClients) Clients() []admin.ClientInfo {
 	return out
 }
 
+// AlarmList reports the broker's alarms to the admin API.
+func (a adminClients) AlarmList() any {
+	al := a.s.Alarms()
+	if al == nil {
+		al = []Alarm{}
+	}
+	return al
+}
+
 func (a adminClients) Disconnect(id string) bool {
 	return a.s.Disconnect(id, packet.AdministrativeAction)
 }

@@ -5,6 +5,7 @@ package metrics
 import (
 	"context"
 	"crypto/tls"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -133,6 +134,20 @@ func TestMetricsAndAlarms(t *testing.T) {
 	if alarm == "" {
 		t.Fatalf("alarms: %+v", b.Server.Alarms())
 	}
+	// And in the admin API.
+	req, _ := http.NewRequest("GET", "https://"+b.Server.AdminAddr().String()+"/v1/alarms", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	cl := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: testpki.Pool(set.Root), ServerName: "localhost"}}}
+	resp, err := cl.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), alarm) {
+		t.Fatalf("/v1/alarms: HTTP %d %s", resp.StatusCode, body)
+	}
+
 	conn, err := net.DialTimeout("tcp", b.Addr, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
