@@ -340,6 +340,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.goFunc(func() { s.acceptLoop(bl) })
 		if bl.policy != nil {
 			s.goFunc(func() { bl.policy.Watch(s.ctx, bl.cfg.TLS.ReloadInterval.Duration) })
+			s.goFunc(func() { bl.policy.Staple(s.ctx, nil) })
 		}
 		if bl.revocation != nil {
 			s.goFunc(func() { bl.revocation.Watch(s.ctx, bl.cfg.TLS.ReloadInterval.Duration) })

@@ -36,6 +36,8 @@ type Policy struct {
 	stats HandshakeStats
 	logRL logLimiter
 
+	staples stapler // OCSP responses stapled to server certificates
+
 	// reloadMu serialises loads. Lock order: reloadMu, then statusMu.
 	reloadMu sync.Mutex
 
@@ -64,6 +66,8 @@ type material struct {
 	files     map[string][32]byte
 	fileList  []string
 	notAfter  map[string]time.Time
+
+	staples *stapler // the policy's OCSP staples
 
 	cfgALPN   *tls.Config // NextProtos set: the client offered one of ours
 	cfgNoALPN *tls.Config // no NextProtos: the client offered none of ours
@@ -165,6 +169,7 @@ func (p *Policy) load(fr *fileReader) (*material, error) {
 	m := &material{
 		opts:     p.opts,
 		base:     p.base,
+		staples:  &p.staples,
 		exact:    make(map[string][]*loadedCert),
 		wild:     make(map[string][]*loadedCert),
 		notAfter: make(map[string]time.Time),
@@ -310,18 +315,22 @@ func (m *material) verifyClient(cs tls.ConnectionState) (bool, [][]*x509.Certifi
 // several candidates (an ECDSA and an RSA certificate for the same name) the
 // first one the client can use wins.
 func (m *material) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return m.staples.with(m.chooseCertificate(hello)), nil
+}
+
+func (m *material) chooseCertificate(hello *tls.ClientHelloInfo) *tls.Certificate {
 	name := strings.TrimSuffix(strings.ToLower(hello.ServerName), ".")
 	if name != "" {
 		if c := pick(hello, m.exact[name]); c != nil {
-			return c, nil
+			return c
 		}
 		if i := strings.IndexByte(name, '.'); i > 0 {
 			if c := pick(hello, m.wild[name[i+1:]]); c != nil {
-				return c, nil
+				return c
 			}
 		}
 	}
-	return pick(hello, m.certs), nil
+	return pick(hello, m.certs)
 }
 
 func pick(hello *tls.ClientHelloInfo, cands []*loadedCert) *tls.Certificate {
