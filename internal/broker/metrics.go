@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -122,19 +123,20 @@ type Alarm struct {
 	Since   time.Time `json:"since"`
 }
 
-// alarmThresholds are the certificate expiry warnings (days).
-var alarmThresholds = []int{30, 7, 1}
-
 // Alarms lists the active alarms: certificates (server, CA bundles, the
 // built-in CA) and CRLs that expire within the thresholds (30, 7 and 1
-// days), and revocation data that is unavailable or stale.
+// days by default: [alarms] expiry_days), and revocation data that is
+// unavailable or stale.
 func (s *Server) Alarms() []Alarm {
 	now := time.Now()
 	var out []Alarm
+	thresholds := slices.Sorted(slices.Values(s.cfg.Alarms.ExpiryDays))
+	if len(thresholds) == 0 {
+		thresholds = []int{1, 7, 30}
+	}
 	check := func(name, what string, t time.Time) {
 		left := t.Sub(now)
-		for i := len(alarmThresholds) - 1; i >= 0; i-- {
-			d := alarmThresholds[i]
+		for _, d := range thresholds {
 			if left < time.Duration(d)*24*time.Hour {
 				msg := fmt.Sprintf("%s expires within %d day(s), at %s", what, d, t.UTC().Format(time.RFC3339))
 				if left <= 0 {

@@ -44,6 +44,7 @@ type Config struct {
 	PKI           PKI        `toml:"pki"`             // [pki]
 	Devices       Devices    `toml:"devices"`         // [devices]
 	Admin         Admin      `toml:"admin"`           // [admin]
+	Alarms        Alarms     `toml:"alarms"`          // [alarms]
 
 	// src is where the configuration came from (nil when built in code):
 	// positions for error messages, and which keys were written.
@@ -247,6 +248,11 @@ type Admin struct {
 	AuditLog    string   `toml:"audit_log"`   // JSON lines of every admin action; default data_dir/admin/audit.log
 }
 
+// Alarms configures certificate expiry alarms.
+type Alarms struct {
+	ExpiryDays []int `toml:"expiry_days"` // default [30, 7, 1]
+}
+
 // Sys configures the $SYS topics.
 type Sys struct {
 	Enabled  *bool    `toml:"enabled"`  // default true
@@ -370,6 +376,9 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.unset("pki.renew_interval", c.PKI.RenewCheck.Duration == 0) {
 		c.PKI.RenewCheck.Duration = time.Hour
+	}
+	if c.unset("alarms.expiry_days", len(c.Alarms.ExpiryDays) == 0) {
+		c.Alarms.ExpiryDays = []int{30, 7, 1}
 	}
 	if c.unset("log.level", c.Log.Level == "") {
 		c.Log.Level = DefaultLogLevel

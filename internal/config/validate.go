@@ -79,6 +79,11 @@ func (c *Config) Validate() error {
 	v.acl()
 	v.mqtt()
 	v.sys()
+	for i, d := range c.Alarms.ExpiryDays {
+		if d < 1 || d > 3650 {
+			v.add("alarms.expiry_days["+strconv.Itoa(i)+"]", ErrInvalid, "must be between 1 and 3650 days (got %d)", d)
+		}
+	}
 	if c.PKI.RevocationCheck.Duration < 100*time.Millisecond {
 		v.add("pki.revocation_interval", ErrInvalid, "must be at least 100ms (got %s)", fmtDuration(c.PKI.RevocationCheck.Duration))
 	}
