@@ -101,21 +101,36 @@ func newConn(s *Server, nc net.Conn, bl *boundListener) *conn {
 
 // serve runs the connection: CONNECT, then the packet loop, then cleanup.
 func (c *conn) serve() {
-	defer func() {
-		c.bl.n.Add(-1)
-		c.s.mu.Lock()
-		delete(c.s.conns, c)
-		c.s.mu.Unlock()
-	}()
 	if err := c.readProxyHeader(); err != nil {
 		c.nc.Close()
+		c.release()
 		return
 	}
-	err := c.handshake()
-	if err != nil {
+	if err := c.handshake(); err != nil {
 		c.nc.Close()
+		c.release()
 		return
 	}
+	if c.bl.cfg.IsTLS() {
+		// The handshake grew this goroutine's stack; the connection lives
+		// on, mostly idle, on a fresh goroutine with a small one.
+		c.s.goFunc(c.run)
+		return
+	}
+	c.run()
+}
+
+// release forgets a connection that has ended.
+func (c *conn) release() {
+	c.bl.n.Add(-1)
+	c.s.mu.Lock()
+	delete(c.s.conns, c)
+	c.s.mu.Unlock()
+}
+
+// run serves an established transport: CONNECT, the packet loop, cleanup.
+func (c *conn) run() {
+	defer c.release()
 	// TLS buffers whole records itself: a small reader above it is enough,
 	// and idle TLS connections are the common case in IoT fleets.
 	rsize := 4096
@@ -130,7 +145,7 @@ func (c *conn) serve() {
 	if pending {
 		c.signal() // closed or written to during the handshake
 	}
-	err = c.connect()
+	err := c.connect()
 	if err == nil {
 		err = c.loop()
 	}
