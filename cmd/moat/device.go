@@ -344,6 +344,15 @@ func readSecretFile(path string) (string, error) {
 
 // openStore returns the admin API when a broker answers on its address,
 // else the data directory's registry.
+// open resolves the shared flags and opens the registry: through the
+// admin API, or on the data directory.
+func (e *devEnv) open(stderr io.Writer) (deviceStore, error) {
+	if err := e.resolve(); err != nil {
+		return nil, err
+	}
+	return e.openStore(stderr)
+}
+
 func (e *devEnv) openStore(stderr io.Writer) (deviceStore, error) {
 	if e.offline {
 		return e.openLocalExplained("")
@@ -898,12 +907,17 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// oneID checks that exactly n positional arguments were given.
-func wantArgs(pos []string, n int, what string) error {
-	if len(pos) != n {
-		return usageErrorf("want %s, got %d argument(s)", what, len(pos))
+// parseWant parses flags and exactly n positional arguments (what names
+// them in the usage error).
+func parseWant(fs *flag.FlagSet, args []string, n int, what string) ([]string, error) {
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	if len(pos) != n {
+		return nil, usageErrorf("want %s, got %d argument(s)", what, len(pos))
+	}
+	return pos, nil
 }
 
 // credFlags are the flags that describe credentials (device add, cred add).
@@ -1131,11 +1145,8 @@ func deviceAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	disabled := fs.Bool("disabled", false, "create the device disabled")
 	var rules []registry.Rule
 	registerACLFlags(fs, &rules)
-	pos, err := parseArgs(fs, args)
+	pos, err := parseWant(fs, args, 1, "one device id")
 	if err != nil {
-		return err
-	}
-	if err := wantArgs(pos, 1, "one device id"); err != nil {
 		return err
 	}
 	id := pos[0]
@@ -1305,17 +1316,11 @@ func deviceList(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("device list", stderr)
 	env.apiFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parseArgs(fs, args)
+	_, err := parseWant(fs, args, 0, "no arguments")
 	if err != nil {
 		return err
 	}
-	if err := wantArgs(pos, 0, "no arguments"); err != nil {
-		return err
-	}
-	if err := env.resolve(); err != nil {
-		return err
-	}
-	st, err := env.openStore(stderr)
+	st, err := env.open(stderr)
 	if err != nil {
 		return err
 	}
@@ -1359,17 +1364,11 @@ func deviceShow(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("device show", stderr)
 	env.apiFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parseArgs(fs, args)
+	pos, err := parseWant(fs, args, 1, "one device id")
 	if err != nil {
 		return err
 	}
-	if err := wantArgs(pos, 1, "one device id"); err != nil {
-		return err
-	}
-	if err := env.resolve(); err != nil {
-		return err
-	}
-	st, err := env.openStore(stderr)
+	st, err := env.open(stderr)
 	if err != nil {
 		return err
 	}
@@ -1424,17 +1423,11 @@ func deviceSetStatus(args []string, s registry.Status, stdout, stderr io.Writer)
 	var env devEnv
 	fs := newFlagSet("device "+strings.TrimSuffix(string(s), "d"), stderr)
 	env.apiFlags(fs)
-	pos, err := parseArgs(fs, args)
+	pos, err := parseWant(fs, args, 1, "one device id")
 	if err != nil {
 		return err
 	}
-	if err := wantArgs(pos, 1, "one device id"); err != nil {
-		return err
-	}
-	if err := env.resolve(); err != nil {
-		return err
-	}
-	st, err := env.openStore(stderr)
+	st, err := env.open(stderr)
 	if err != nil {
 		return err
 	}
@@ -1451,17 +1444,11 @@ func deviceRemove(args []string, stdout, stderr io.Writer) error {
 	var env devEnv
 	fs := newFlagSet("device remove", stderr)
 	env.apiFlags(fs)
-	pos, err := parseArgs(fs, args)
+	pos, err := parseWant(fs, args, 1, "one device id")
 	if err != nil {
 		return err
 	}
-	if err := wantArgs(pos, 1, "one device id"); err != nil {
-		return err
-	}
-	if err := env.resolve(); err != nil {
-		return err
-	}
-	st, err := env.openStore(stderr)
+	st, err := env.open(stderr)
 	if err != nil {
 		return err
 	}
@@ -1477,17 +1464,11 @@ func deviceRotate(args []string, stdout, stderr io.Writer) error {
 	var env devEnv
 	fs := newFlagSet("device rotate", stderr)
 	env.apiFlags(fs)
-	pos, err := parseArgs(fs, args)
+	pos, err := parseWant(fs, args, 2, "a device id and a credential id (moat device show ID lists them)")
 	if err != nil {
 		return err
 	}
-	if err := wantArgs(pos, 2, "a device id and a credential id (moat device show ID lists them)"); err != nil {
-		return err
-	}
-	if err := env.resolve(); err != nil {
-		return err
-	}
-	st, err := env.openStore(stderr)
+	st, err := env.open(stderr)
 	if err != nil {
 		return err
 	}
@@ -1511,11 +1492,8 @@ func deviceACL(args []string, stdout, stderr io.Writer) error {
 	var rules []registry.Rule
 	registerACLFlags(fs, &rules)
 	clearACL := fs.Bool("clear", false, "remove every rule")
-	pos, err := parseArgs(fs, args)
+	pos, err := parseWant(fs, args, 1, "one device id")
 	if err != nil {
-		return err
-	}
-	if err := wantArgs(pos, 1, "one device id"); err != nil {
 		return err
 	}
 	if len(rules) == 0 && !*clearACL {
@@ -1524,10 +1502,7 @@ func deviceACL(args []string, stdout, stderr io.Writer) error {
 	if len(rules) > 0 && *clearACL {
 		return usageErrorf("--clear takes no rules")
 	}
-	if err := env.resolve(); err != nil {
-		return err
-	}
-	st, err := env.openStore(stderr)
+	st, err := env.open(stderr)
 	if err != nil {
 		return err
 	}
@@ -1560,11 +1535,8 @@ func deviceCredAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) err
 	fs := newFlagSet("device cred add", stderr)
 	env.apiFlags(fs)
 	cf.register(fs)
-	pos, err := parseArgs(fs, args)
+	pos, err := parseWant(fs, args, 1, "one device id")
 	if err != nil {
-		return err
-	}
-	if err := wantArgs(pos, 1, "one device id"); err != nil {
 		return err
 	}
 	id := pos[0]
@@ -1622,17 +1594,11 @@ func deviceCredRemove(args []string, stdout, stderr io.Writer) error {
 	var env devEnv
 	fs := newFlagSet("device cred remove", stderr)
 	env.apiFlags(fs)
-	pos, err := parseArgs(fs, args)
+	pos, err := parseWant(fs, args, 2, "a device id and a credential id")
 	if err != nil {
 		return err
 	}
-	if err := wantArgs(pos, 2, "a device id and a credential id"); err != nil {
-		return err
-	}
-	if err := env.resolve(); err != nil {
-		return err
-	}
-	st, err := env.openStore(stderr)
+	st, err := env.open(stderr)
 	if err != nil {
 		return err
 	}
@@ -1655,11 +1621,8 @@ func deviceRevoke(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("device revoke", stderr)
 	env.apiFlags(fs)
 	reason := fs.String("reason", "unspecified", "revocation reason (keyCompromise, cessationOfOperation, superseded, ...)")
-	pos, err := parseArgs(fs, args)
+	pos, err := parseWant(fs, args, 1, "one device id")
 	if err != nil {
-		return err
-	}
-	if err := wantArgs(pos, 1, "one device id"); err != nil {
 		return err
 	}
 	id := pos[0]
@@ -1667,10 +1630,7 @@ func deviceRevoke(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return usageErrorf("%v", err)
 	}
-	if err := env.resolve(); err != nil {
-		return err
-	}
-	st, err := env.openStore(stderr)
+	st, err := env.open(stderr)
 	if err != nil {
 		return err
 	}
@@ -1734,18 +1694,12 @@ func devicePSKDerive(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("device psk derive", stderr)
 	env.apiFlags(fs)
 	identity := fs.String("identity", "", "PSK identity (default: the device's fleet-derived credential, else the device id)")
-	pos, err := parseArgs(fs, args)
+	pos, err := parseWant(fs, args, 1, "one device id")
 	if err != nil {
 		return err
 	}
-	if err := wantArgs(pos, 1, "one device id"); err != nil {
-		return err
-	}
 	id := pos[0]
-	if err := env.resolve(); err != nil {
-		return err
-	}
-	st, err := env.openStore(stderr)
+	st, err := env.open(stderr)
 	if err != nil {
 		return err
 	}
@@ -1799,17 +1753,11 @@ func deviceFleetKey(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("device fleet-key", stderr)
 	env.apiFlags(fs)
 	replace := fs.Bool("replace", false, "replace an existing fleet key (every derived PSK changes)")
-	pos, err := parseArgs(fs, args)
+	_, err := parseWant(fs, args, 0, "no arguments")
 	if err != nil {
 		return err
 	}
-	if err := wantArgs(pos, 0, "no arguments"); err != nil {
-		return err
-	}
-	if err := env.resolve(); err != nil {
-		return err
-	}
-	st, err := env.openStore(stderr)
+	st, err := env.open(stderr)
 	if err != nil {
 		return err
 	}
@@ -1827,17 +1775,11 @@ func deviceECDHKey(args []string, stdout, stderr io.Writer) error {
 	var env devEnv
 	fs := newFlagSet("device ecdh-key", stderr)
 	env.apiFlags(fs)
-	pos, err := parseArgs(fs, args)
+	_, err := parseWant(fs, args, 0, "no arguments")
 	if err != nil {
 		return err
 	}
-	if err := wantArgs(pos, 0, "no arguments"); err != nil {
-		return err
-	}
-	if err := env.resolve(); err != nil {
-		return err
-	}
-	st, err := env.openStore(stderr)
+	st, err := env.open(stderr)
 	if err != nil {
 		return err
 	}
@@ -2061,11 +2003,8 @@ func keysRotate(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("keys rotate", stderr)
 	env.dirFlags(fs)
 	newKeyFile := fs.String("new-key-file", "", "the new master key (64 hex digits, mode 0600); default: a new random key")
-	pos, err := parseArgs(fs, args)
+	_, err := parseWant(fs, args, 0, "no arguments")
 	if err != nil {
-		return err
-	}
-	if err := wantArgs(pos, 0, "no arguments"); err != nil {
 		return err
 	}
 	if err := env.resolve(); err != nil {
@@ -2268,11 +2207,8 @@ func adminTokenCreate(args []string, stdout, stderr io.Writer) error {
 	var env devEnv
 	fs := newFlagSet("admin token create", stderr)
 	env.dirFlags(fs)
-	pos, err := parseArgs(fs, args)
+	pos, err := parseWant(fs, args, 1, "one token name")
 	if err != nil {
-		return err
-	}
-	if err := wantArgs(pos, 1, "one token name"); err != nil {
 		return err
 	}
 	name := pos[0]

@@ -146,8 +146,7 @@ func pkiCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 func pkiInit(args []string, stdout, stderr io.Writer) error {
 	var env pkiEnv
-	fs := flag.NewFlagSet("pki init", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("pki init", stderr)
 	env.flags(fs)
 	alg := fs.String("alg", "ecdsa-p256", "CA key algorithm: ecdsa-p256, ecdsa-p384, ed25519, rsa-3072")
 	twoTier := fs.Bool("two-tier", false, "offline root signing an online intermediate")
@@ -207,8 +206,7 @@ func pkiIssue(args []string, stdout, stderr io.Writer) error {
 	}
 	kind := args[0]
 	var env pkiEnv
-	fs := flag.NewFlagSet("pki issue "+kind, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("pki issue "+kind, stderr)
 	env.flags(fs)
 	var dns, ips, ous, emails, uris stringList
 	var validity durationFlag
@@ -294,8 +292,7 @@ func pkiIssue(args []string, stdout, stderr io.Writer) error {
 
 func pkiSign(args []string, stdout, stderr io.Writer) error {
 	var env pkiEnv
-	fs := flag.NewFlagSet("pki sign", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("pki sign", stderr)
 	env.flags(fs)
 	var dns, ips, ous stringList
 	var validity durationFlag
@@ -352,8 +349,7 @@ func pkiSign(args []string, stdout, stderr io.Writer) error {
 
 func pkiRevoke(args []string, stdout, stderr io.Writer) error {
 	var env pkiEnv
-	fs := flag.NewFlagSet("pki revoke", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("pki revoke", stderr)
 	env.flags(fs)
 	reason := fs.String("reason", "unspecified", "revocation reason")
 	pos, err := parseInterspersed(fs, args)
@@ -384,8 +380,7 @@ func pkiRevoke(args []string, stdout, stderr io.Writer) error {
 
 func pkiCRL(args []string, stdout, stderr io.Writer) error {
 	var env pkiEnv
-	fs := flag.NewFlagSet("pki crl", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("pki crl", stderr)
 	env.flags(fs)
 	out := fs.String("out", "", "write the DER CRL here (default: print where it is)")
 	force := fs.Bool("force", false, "sign a new CRL now")
@@ -414,8 +409,7 @@ func pkiCRL(args []string, stdout, stderr io.Writer) error {
 
 func pkiList(args []string, stdout, stderr io.Writer) error {
 	var env pkiEnv
-	fs := flag.NewFlagSet("pki list", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("pki list", stderr)
 	env.flags(fs)
 	if _, err := parseInterspersed(fs, args); err != nil {
 		return err
