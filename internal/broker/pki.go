@@ -3,7 +3,6 @@ package broker
 import (
 	"bytes"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"math/big"
@@ -163,11 +162,15 @@ func (s *Server) renewServerCerts() {
 			continue
 		}
 		t := bl.cfg.TLS
-		cert, err := readLeaf(t.Cert)
-		if err != nil || !issuedByCA(s.ca, cert) {
+		if _, err := os.Stat(t.Cert); err != nil {
+			continue // not there: nothing of ours to renew
+		}
+		// RenewServer reads the certificate once and leaves alone what
+		// this CA did not issue (or cannot parse): those are not ours.
+		renewed, err := s.ca.RenewServer(t.Cert, t.Key, pki.ServerRequest{}, s.cfg.PKI.RenewBefore.Duration)
+		if errors.Is(err, pki.ErrForeignCert) || errors.Is(err, pki.ErrCorrupt) {
 			continue
 		}
-		renewed, err := s.ca.RenewServer(t.Cert, t.Key, pki.ServerRequest{}, s.cfg.PKI.RenewBefore.Duration)
 		if err != nil {
 			s.log.Error("server certificate renewal failed", "listener", bl.cfg.Name, "cert", t.Cert, "err", err)
 			continue
@@ -178,24 +181,6 @@ func (s *Server) renewServerCerts() {
 				continue
 			}
 			s.log.Info("server certificate renewed", "listener", bl.cfg.Name, "cert", t.Cert)
-		}
-	}
-}
-
-// readLeaf reads the first certificate of a PEM file.
-func readLeaf(path string) (*x509.Certificate, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			return nil, errors.New("no certificate")
-		}
-		if b.Type == "CERTIFICATE" {
-			return x509.ParseCertificate(b.Bytes)
 		}
 	}
 }
