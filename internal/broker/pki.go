@@ -53,20 +53,18 @@ func issuedByCA(ca *pki.CA, cert *x509.Certificate) bool {
 	return len(cert.AuthorityKeyId) == 0 || len(iss.SubjectKeyId) == 0 || bytes.Equal(cert.AuthorityKeyId, iss.SubjectKeyId)
 }
 
-// caRevocation is the TLS revocation check of the built-in CA: a chain
+// caRevoked is the revocation check of the built-in CA: a chain
 // containing a certificate the CA revoked is refused.
-func caRevocation(ca *pki.CA) func(chain []*x509.Certificate) error {
-	return func(chain []*x509.Certificate) error {
-		for _, c := range chain {
-			if issuedByCA(ca, c) && ca.IsRevoked(c.SerialNumber) {
-				return fmt.Errorf("serial %s revoked by the built-in CA: %w", pki.FormatSerial(c.SerialNumber), tlspolicy.ErrRevoked)
-			}
+func caRevoked(ca *pki.CA, chain []*x509.Certificate) error {
+	for _, c := range chain {
+		if issuedByCA(ca, c) && ca.IsRevoked(c.SerialNumber) {
+			return fmt.Errorf("serial %s revoked by the built-in CA: %w", pki.FormatSerial(c.SerialNumber), tlspolicy.ErrRevoked)
 		}
-		return nil
 	}
+	return nil
 }
 
-// pkiLoops runs the built-in CA's services: the CRL over HTTP, live
+// startPKI runs the built-in CA's services: the CRL over HTTP, live
 // enforcement of revocations, and renewal of the server certificates it
 // issued.
 func (s *Server) startPKI() error {

@@ -85,7 +85,7 @@ func (c *conn) proxyIdentity() (*auth.TransportIdentity, error) {
 	switch {
 	case err == nil:
 		if c.s.ca != nil {
-			if err := caRevocation(c.s.ca)([]*x509.Certificate{cert}); err != nil {
+			if err := caRevoked(c.s.ca, []*x509.Certificate{cert}); err != nil {
 				return nil, err
 			}
 		}

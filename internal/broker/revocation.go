@@ -43,7 +43,7 @@ func (s *Server) revocationFor(l *config.Listener) (func([]*x509.Certificate) er
 	}
 	return func(chain []*x509.Certificate) error {
 		if ca != nil && len(chain) > 0 && issuedByCA(ca, chain[0]) {
-			return caRevocation(ca)(chain)
+			return caRevoked(ca, chain)
 		}
 		if check != nil {
 			return check(chain)
