@@ -78,6 +78,9 @@ func TestV5Retained(t *testing.T) {
 
 	// A retained message on a wildcard subscription.
 	pub.pub(topic+"/a", 0, true, "child")
+	// A QoS 0 publish has no acknowledgement: a QoS 1 publish on the same
+	// connection, processed in order, proves the broker has stored it.
+	pub.pub(topic+"-barrier", 1, false, "barrier")
 	s3 := connectV5(t, b, &paho.Connect{ClientID: uniqueID("s3"), CleanStart: true})
 	s3.subscribe(paho.SubscribeOptions{Topic: topic + "/+", QoS: 2})
 	if m := s3.recvPayload(topic+"/a", "child"); !m.Retain || m.QoS != 0 {
