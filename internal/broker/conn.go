@@ -80,6 +80,7 @@ type conn struct {
 	wbuf     []byte
 	wclosing bool
 	writing  bool // a flush goroutine is running
+	inline   bool // the reader writes what is queued itself when it is done (CONNECT)
 	ready    bool // the transport is set up (TLS handshake done): writes may start
 
 	closed    chan struct{}
@@ -138,14 +139,19 @@ func (c *conn) run() {
 		rsize = 1024
 	}
 	c.br = bufio.NewReaderSize(c.nc, rsize)
+	// The CONNACK (or the refusal) and whatever was queued during the
+	// handshake go out from this goroutine once CONNECT is handled: no
+	// writer goroutine for them.
 	c.wmu.Lock()
 	c.ready = true
-	pending := c.wclosing || len(c.wbuf) > 0
+	c.inline = true
+	closing := c.wclosing
 	c.wmu.Unlock()
-	if pending {
-		c.signal() // closed or written to during the handshake
+	if closing {
+		c.signal() // closed during the handshake
 	}
 	err := c.connect()
+	c.flushInline()
 	if err == nil {
 		err = c.loop()
 	}
@@ -168,7 +174,10 @@ func (c *conn) finish(err error) {
 	default:
 		c.s.log.Debug("connection ended", "client", c.clientID, "remote", c.remote, "err", err)
 	}
-	c.closeAfterFlush()
+	c.wmu.Lock()
+	c.wclosing = true
+	c.wmu.Unlock()
+	c.flushInline()
 	if c.connected.Load() {
 		c.s.detach(c)
 		c.s.stats.connected.Add(-1)
@@ -216,7 +225,7 @@ func (c *conn) closeAfterFlush() {
 
 func (c *conn) signal() {
 	c.wmu.Lock()
-	if c.writing || !c.ready {
+	if c.writing || !c.ready || c.inline && !c.wclosing {
 		c.wmu.Unlock()
 		return
 	}
@@ -247,10 +256,35 @@ func (c *conn) send(p packet.Packet) bool {
 // goes out in one Write, until nothing is left. It runs only while there is
 // something to send, so an idle connection has no writer goroutine and no
 // write buffer.
-func (c *conn) flush() {
+func (c *conn) flush() { c.drain(false) }
+
+// flushInline writes what is queued on the calling goroutine (the reader),
+// unless a writer runs: one write, and a writer goroutine for anything
+// queued meanwhile, so the reader is not kept from reading. When the
+// connection is closing it closes it.
+func (c *conn) flushInline() {
+	c.wmu.Lock()
+	c.inline = false
+	if c.writing || !c.ready || len(c.wbuf) == 0 && !c.wclosing {
+		c.wmu.Unlock()
+		return
+	}
+	c.writing = true
+	c.wmu.Unlock()
+	c.drain(true)
+}
+
+// drain writes until the buffer is empty; with once, it writes one batch
+// and hands the rest to a writer goroutine. The caller has set writing.
+func (c *conn) drain(once bool) {
 	var buf []byte
-	for {
+	for i := 0; ; i++ {
 		c.wmu.Lock()
+		if once && i > 0 && len(c.wbuf) > 0 {
+			c.wmu.Unlock()
+			c.s.goFunc(c.flush) // writing stays set: the goroutine takes over
+			return
+		}
 		if len(c.wbuf) == 0 {
 			c.writing = false
 			closing := c.wclosing

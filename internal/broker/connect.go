@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"moat/internal/auth"
+	"moat/internal/listener"
 	"moat/internal/packet"
 	"moat/internal/registry"
 )
@@ -171,6 +172,11 @@ func (c *conn) checkConnect(cp *connectPacket) error {
 		cp.keepAlive = l.maxKeepAlive
 	}
 	c.keepAlive = time.Duration(cp.keepAlive) * time.Second * 3 / 2
+	if c.keepAlive == 0 {
+		// Without an MQTT keep alive only TCP's finds a dead peer;
+		// listeners leave it off for the clients that have one.
+		listener.EnableTCPKeepAlive(c.nc)
+	}
 	c.clientRecvMax = 65535
 	c.clientMaxPkt = 0
 	if v == packet.V5 {

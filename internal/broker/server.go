@@ -73,6 +73,8 @@ type Server struct {
 
 	wg   sync.WaitGroup // every goroutine the server starts
 	done chan struct{}
+	// handshakers start TLS connections on reused goroutines.
+	handshakers *handshakers
 	// ctx ends at Shutdown; background watchers run under it.
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -158,6 +160,7 @@ func New(opts Options) (*Server, error) {
 		conns:    make(map[*conn]struct{}),
 		done:     make(chan struct{}),
 	}
+	s.handshakers = newHandshakers(s)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.recheck = make(chan struct{}, 1)
 	if s.version == "" {
@@ -426,7 +429,11 @@ func (s *Server) acceptLoop(bl *boundListener) {
 		s.conns[c] = struct{}{}
 		s.mu.Unlock()
 		bl.n.Add(1)
-		s.goFunc(c.serve)
+		if bl.cfg.Type == config.ListenerTLS {
+			s.handshakers.run(c.serve) // it hands the connection to a goroutine of its own
+		} else {
+			s.goFunc(c.serve)
+		}
 	}
 }
 

@@ -422,7 +422,7 @@ func (g *HandshakeGate) serve(ctx context.Context, raw net.Conn, fn HandshakeFun
 		g.pending.Add(-1)
 		return nil, ErrTooManyPending
 	}
-	pc, err := readFirstRecord(raw)
+	pc, first, err := readFirstRecord(raw)
 	g.pending.Add(-1)
 	if err != nil {
 		if cerr := ctx.Err(); cerr != nil {
@@ -436,7 +436,6 @@ func (g *HandshakeGate) serve(ctx context.Context, raw net.Conn, fn HandshakeFun
 		return nil, err
 	}
 	defer release()
-	first := pc.buf
 	c, err := fn(ctx, pc, first)
 	if err != nil {
 		return nil, err
@@ -454,25 +453,35 @@ func (g *HandshakeGate) serve(ctx context.Context, raw net.Conn, fn HandshakeFun
 // (16 KiB of plaintext plus expansion).
 const maxFirstRecord = 16384 + 2048
 
+// firstReadSize is the buffer of the first read: a whole ClientHello in
+// one system call, even one with a post-quantum key share.
+const firstReadSize = 2048
+
 // readFirstRecord reads the 5-byte record header and, for a plausible
-// handshake record, its body, and returns a conn that replays those bytes.
-// Anything that does not look like a handshake record is passed on after
-// the header for crypto/tls to refuse.
-func readFirstRecord(raw net.Conn) (*prefixConn, error) {
-	var hdr [5]byte
-	if _, err := io.ReadFull(raw, hdr[:]); err != nil {
-		return nil, err
+// handshake record, its body, usually in one read, and returns a conn that
+// replays every byte read, and the first record (just the header for
+// anything that does not look like a handshake record: it is passed on for
+// crypto/tls to refuse).
+func readFirstRecord(raw net.Conn) (*prefixConn, []byte, error) {
+	buf := make([]byte, firstReadSize)
+	got, err := io.ReadAtLeast(raw, buf, 5)
+	if err != nil {
+		return nil, nil, err
 	}
-	n := int(hdr[3])<<8 | int(hdr[4])
-	if hdr[0] != 0x16 || n == 0 || n > maxFirstRecord {
-		return &prefixConn{Conn: raw, buf: hdr[:]}, nil
+	buf = buf[:got]
+	n := int(buf[3])<<8 | int(buf[4])
+	if buf[0] != 0x16 || n == 0 || n > maxFirstRecord {
+		return &prefixConn{Conn: raw, buf: buf}, buf[:5], nil
 	}
-	buf := make([]byte, 5+n)
-	copy(buf, hdr[:])
-	if _, err := io.ReadFull(raw, buf[5:]); err != nil {
-		return nil, err
+	if need := 5 + n; got < need {
+		whole := make([]byte, need)
+		copy(whole, buf)
+		if _, err := io.ReadFull(raw, whole[got:]); err != nil {
+			return nil, nil, err
+		}
+		buf = whole
 	}
-	return &prefixConn{Conn: raw, buf: buf}, nil
+	return &prefixConn{Conn: raw, buf: buf}, buf[:5+n], nil
 }
 
 // prefixConn replays already-read bytes before reading from the conn. The

@@ -1,6 +1,7 @@
 package listener
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -647,5 +648,44 @@ func TestTLSListenerSurvivesTemporaryErrors(t *testing.T) {
 	defer tc.Close()
 	if err := echoOnce(tc); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFirstRecordReplay: the gate reads the first record (in one read when
+// it can) and hands the handshake the record alone as "first", while the
+// connection replays every byte read, including what came after it.
+func TestFirstRecordReplay(t *testing.T) {
+	big := make([]byte, 5+3000) // larger than the first read: needs a second
+	big[0], big[3], big[4] = 0x16, byte(3000>>8), byte(3000&0xff)
+	for i := 5; i < len(big); i++ {
+		big[i] = byte(i)
+	}
+	small := []byte{0x16, 3, 1, 0, 3, 'a', 'b', 'c'}
+	cases := []struct {
+		name      string
+		send      []byte
+		wantFirst []byte
+	}{
+		{"record and what follows", append(append([]byte{}, small...), "tail"...), small},
+		{"record over the first read", big, big},
+		{"not a handshake record", []byte("GET / HTTP/1.1\r\n"), []byte("GET /")},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := net.Pipe()
+			defer a.Close()
+			go func() { b.Write(tc.send); b.Close() }()
+			pc, first, err := readFirstRecord(a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(first, tc.wantFirst) {
+				t.Fatalf("first = %q, want %q", first, tc.wantFirst)
+			}
+			all, _ := io.ReadAll(pc)
+			if !bytes.Equal(all, tc.send) {
+				t.Fatalf("replayed %d bytes, want the %d sent", len(all), len(tc.send))
+			}
+		})
 	}
 }

@@ -22,12 +22,40 @@ import (
 var ErrClosed = errors.New("listener: closed")
 
 // TCP listens for plain MQTT over TCP.
+//
+// Accepted connections have no TCP keep-alive: setting it costs four
+// system calls per connection, and MQTT's own keep alive already finds
+// dead peers for the clients that use one. The broker turns it on with
+// EnableTCPKeepAlive for clients that connect with a keep alive of zero.
 func TCP(address string) (net.Listener, error) {
-	ln, err := net.Listen("tcp", address)
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), "tcp", address)
 	if err != nil {
 		return nil, fmt.Errorf("listener: tcp %s: %w", address, err)
 	}
 	return ln, nil
+}
+
+// TCPKeepAlive is what EnableTCPKeepAlive sets: probes after 15 s of
+// silence, every 15 s, nine unanswered probes end the connection (Go's
+// defaults for dialled and accepted connections).
+var TCPKeepAlive = net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 15 * time.Second, Count: 9}
+
+// EnableTCPKeepAlive turns TCP keep-alive on for the TCP connection under
+// nc, looking through TLS, the PROXY protocol and other wrappers that have
+// a NetConn method. It reports whether it found a TCP connection.
+func EnableTCPKeepAlive(nc net.Conn) bool {
+	for i := 0; i < 8 && nc != nil; i++ {
+		if tc, ok := nc.(*net.TCPConn); ok {
+			return tc.SetKeepAliveConfig(TCPKeepAlive) == nil
+		}
+		u, ok := nc.(interface{ NetConn() net.Conn })
+		if !ok {
+			return false
+		}
+		nc = u.NetConn()
+	}
+	return false
 }
 
 // WSOptions configures a WebSocket listener.
