@@ -25,6 +25,7 @@ import (
 	"moat/internal/auth"
 	"moat/internal/broker"
 	"moat/internal/config"
+	"moat/internal/memtrim"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -164,6 +165,7 @@ func serve(args []string, stderr io.Writer) int {
 			}
 		}
 	}()
+	go memtrim.Run(ctx, cfg.MemoryTrim.Duration, memtrim.DefaultPolicy, log)
 	log.Info("moat started", "version", version, "data_dir", cfg.DataDir)
 	if err := srv.Serve(ctx); err != nil && !errors.Is(err, broker.ErrClosed) {
 		log.Error("shutdown", "err", err)

@@ -30,21 +30,22 @@ import (
 
 // Config is the whole configuration of a broker.
 type Config struct {
-	DataDir       string     `toml:"data_dir"`        // default "./moat-data"
-	MasterKeyFile string     `toml:"master_key_file"` // unlocks the CA keys and device secrets; default data_dir/master.key; or $MOAT_MASTER_KEY
-	Store         string     `toml:"store"`           // "bolt" (default: a file in data_dir) | "memory" (nothing survives a restart)
-	Sync          string     `toml:"sync"`            // "always" | "batch" (default) | "periodic"; see package store
-	SyncInterval  Duration   `toml:"sync_interval"`   // fsync interval for sync = "periodic"; default 1s
-	Log           Log        `toml:"log"`             // [log]
-	Listeners     []Listener `toml:"listener"`        // [[listener]] tables; at least one
-	Auth          Auth       `toml:"auth"`            // [auth]
-	ACL           []ACLRule  `toml:"acl"`             // [[acl]] tables
-	MQTT          MQTT       `toml:"mqtt"`            // [mqtt]
-	Sys           Sys        `toml:"sys"`             // [sys]
-	PKI           PKI        `toml:"pki"`             // [pki]
-	Devices       Devices    `toml:"devices"`         // [devices]
-	Admin         Admin      `toml:"admin"`           // [admin]
-	Alarms        Alarms     `toml:"alarms"`          // [alarms]
+	DataDir       string     `toml:"data_dir"`             // default "./moat-data"
+	MasterKeyFile string     `toml:"master_key_file"`      // unlocks the CA keys and device secrets; default data_dir/master.key; or $MOAT_MASTER_KEY
+	Store         string     `toml:"store"`                // "bolt" (default: a file in data_dir) | "memory" (nothing survives a restart)
+	Sync          string     `toml:"sync"`                 // "always" | "batch" (default) | "periodic"; see package store
+	SyncInterval  Duration   `toml:"sync_interval"`        // fsync interval for sync = "periodic"; default 1s
+	MemoryTrim    Duration   `toml:"memory_trim_interval"` // how often to look for free memory to return once quiet; default 10s; "0s" never
+	Log           Log        `toml:"log"`                  // [log]
+	Listeners     []Listener `toml:"listener"`             // [[listener]] tables; at least one
+	Auth          Auth       `toml:"auth"`                 // [auth]
+	ACL           []ACLRule  `toml:"acl"`                  // [[acl]] tables
+	MQTT          MQTT       `toml:"mqtt"`                 // [mqtt]
+	Sys           Sys        `toml:"sys"`                  // [sys]
+	PKI           PKI        `toml:"pki"`                  // [pki]
+	Devices       Devices    `toml:"devices"`              // [devices]
+	Admin         Admin      `toml:"admin"`                // [admin]
+	Alarms        Alarms     `toml:"alarms"`               // [alarms]
 
 	// src is where the configuration came from (nil when built in code):
 	// positions for error messages, and which keys were written.
@@ -349,6 +350,9 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.unset("sync_interval", c.SyncInterval.Duration == 0) {
 		c.SyncInterval.Duration = time.Second
+	}
+	if c.unset("memory_trim_interval", c.MemoryTrim.Duration == 0) {
+		c.MemoryTrim.Duration = 10 * time.Second
 	}
 	if c.unset("mqtt.queue_overflow", c.MQTT.QueueOverflow == "") {
 		c.MQTT.QueueOverflow = OverflowDropOldest

@@ -98,6 +98,7 @@ func TestParseErrors(t *testing.T) {
 		{"client id length", minimal + "[mqtt]\nmax_client_id_length = 10\n", 4, "mqtt.max_client_id_length: must be between 23 and 65535", ErrInvalid},
 		{"topic length", minimal + "[mqtt]\nmax_topic_length = 70000\n", 4, "mqtt.max_topic_length", ErrInvalid},
 		{"session expiry too long", minimal + "[mqtt]\nmax_session_expiry = \"100000d\"\n", 4, "longer than MQTT can express", ErrInvalid},
+		{"memory trim too often", "memory_trim_interval = \"100ms\"\n" + minimal, 1, "memory_trim_interval: must be 0s (never) or at least 1s (got 100ms)", ErrInvalid},
 		{"sys interval", minimal + "[sys]\ninterval = \"500ms\"\n", 4, "sys.interval: must be at least 1s (got 500ms)", ErrInvalid},
 		{"sys interval zero", minimal + "[sys]\ninterval = \"0s\"\n", 4, "sys.interval", ErrInvalid},
 		{"dotted key in wrong table", minimal + "mqtt.max_qos = 7\n", 3, "listener[0].mqtt.max_qos: unknown key", ErrUnknownKey},

@@ -68,6 +68,9 @@ func (c *Config) Validate() error {
 	if c.SyncInterval.Duration < 10*time.Millisecond {
 		v.add("sync_interval", ErrInvalid, "must be at least 10ms (got %s)", fmtDuration(c.SyncInterval.Duration))
 	}
+	if d := c.MemoryTrim.Duration; d != 0 && d < time.Second {
+		v.add("memory_trim_interval", ErrInvalid, "must be 0s (never) or at least 1s (got %s)", fmtDuration(d))
+	}
 	v.enum("mqtt.queue_overflow", c.MQTT.QueueOverflow, OverflowDropOldest, OverflowDropNew, OverflowDisconnect)
 	if c.MQTT.CleanupInterval.Duration < time.Second {
 		v.add("mqtt.cleanup_interval", ErrInvalid, "must be at least 1s (got %s)", fmtDuration(c.MQTT.CleanupInterval.Duration))
