@@ -37,12 +37,14 @@ func protoErr(code packet.ReasonCode, msg string) error { return &reasonError{co
 // (flush, started on demand) that drains the outbound buffer, coalescing
 // packets.
 type conn struct {
-	s      *Server
-	nc     net.Conn
-	bl     *boundListener
-	br     *bufio.Reader
-	remote string
-	rbuf   []byte
+	s       *Server
+	nc      net.Conn
+	bl      *boundListener
+	br      *bufio.Reader // nil while nothing is buffered: see readPacket
+	readers *sync.Pool    // where br comes from
+	first   firstByte     // the byte that woke an idle connection
+	remote  string
+	rbuf    []byte
 
 	// Set during CONNECT, read-only afterwards.
 	version       byte
@@ -132,13 +134,12 @@ func (c *conn) release() {
 // run serves an established transport: CONNECT, the packet loop, cleanup.
 func (c *conn) run() {
 	defer c.release()
-	// TLS buffers whole records itself: a small reader above it is enough,
-	// and idle TLS connections are the common case in IoT fleets.
-	rsize := 4096
+	defer c.putReader()
+	// TLS buffers whole records itself: a small reader above it is enough.
+	c.readers = &tcpReaders
 	if c.bl.cfg.IsTLS() {
-		rsize = 1024
+		c.readers = &tlsReaders
 	}
-	c.br = bufio.NewReaderSize(c.nc, rsize)
 	// The CONNACK (or the refusal) and whatever was queued during the
 	// handshake go out from this goroutine once CONNECT is handled: no
 	// writer goroutine for them.
@@ -320,10 +321,57 @@ func (c *conn) drain(once bool) {
 	}
 }
 
+// Read buffers are lent to connections while they have data: an idle
+// connection (the common case in IoT fleets) waits for its next packet
+// without one, reading its first byte into firstByte.
+var (
+	tlsReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 1024) }}
+	tcpReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+)
+
+// firstByte yields one byte already read, then reads from br.
+type firstByte struct {
+	b    byte
+	used bool
+	br   *bufio.Reader
+}
+
+func (f *firstByte) ReadByte() (byte, error) {
+	if !f.used {
+		f.used = true
+		return f.b, nil
+	}
+	return f.br.ReadByte()
+}
+
+// putReader gives the read buffer back.
+func (c *conn) putReader() {
+	if c.br != nil {
+		c.br.Reset(nil)
+		c.readers.Put(c.br)
+		c.br = nil
+	}
+}
+
 // readPacket reads one packet, refusing before allocation anything over
-// the maximum packet size.
+// the maximum packet size. With nothing buffered it gives the read buffer
+// back and waits for the next byte without one.
 func (c *conn) readPacket() (packet.FixedHeader, []byte, error) {
-	fh, err := packet.ReadFixedHeader(c.br)
+	var fh packet.FixedHeader
+	var err error
+	if c.br != nil && c.br.Buffered() > 0 {
+		fh, err = packet.ReadFixedHeader(c.br)
+	} else {
+		c.putReader()
+		var b [1]byte
+		if _, err := io.ReadFull(c.nc, b[:]); err != nil {
+			return fh, nil, err
+		}
+		c.br = c.readers.Get().(*bufio.Reader)
+		c.br.Reset(c.nc)
+		c.first = firstByte{b: b[0], br: c.br}
+		fh, err = packet.ReadFixedHeader(&c.first)
+	}
 	if err != nil {
 		return fh, nil, err
 	}
