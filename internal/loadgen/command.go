@@ -40,7 +40,15 @@ TLS:
   --tls-version V         1.2 or 1.3 (default: both)
   --curves L              x25519,p256,p384,p521,x25519mlkem768 (default Go's)
   --alpn L                protocols offered with ALPN (default none)
-  --resume                resume TLS sessions (tls.ClientSessionCache)
+  --resume                resume TLS sessions (session tickets)
+  --tls-client C          tls: auto | go | lean (default auto). go is crypto/tls;
+                          lean is moat's own TLS 1.3 client (x25519/p256, no --cert),
+                          built so that conn measures the broker, not the generator:
+                          one key share per group reused by every connection (the
+                          broker's work is unchanged), the chain verified once
+                          (--cafile), no signature check at all with --insecure.
+                          auto: lean with --tls-version 1.3, --curves limited to
+                          x25519,p256 and no --cert; go otherwise
   --psk HEX --psk-identity ID   TLS-PSK key and identity (--transport tls-psk)
 MQTT:
   -V 4|5                  protocol version, 3.1.1 or 5 (default 5)
@@ -175,6 +183,7 @@ func ParseArgs(args []string, stderr io.Writer) (cfg Config, asJSON, quiet bool,
 	fs.StringVar(&cfg.Curves, "curves", "", "")
 	fs.StringVar(&cfg.ALPN, "alpn", "", "")
 	fs.BoolVar(&cfg.Resume, "resume", false, "")
+	fs.StringVar(&cfg.TLSClient, "tls-client", TLSClientAuto, "")
 	pskHex := fs.String("psk", "", "")
 	fs.StringVar(&cfg.PSKIdentity, "psk-identity", "", "")
 

@@ -26,6 +26,13 @@ const (
 	TransportWSS    = "wss"
 )
 
+// TLS clients for transport tls (Config.TLSClient).
+const (
+	TLSClientAuto = "auto" // lean when the flags pin what it speaks, go otherwise
+	TLSClientGo   = "go"   // crypto/tls
+	TLSClientLean = "lean" // moat/internal/tlspsk in certificate mode
+)
+
 // Hard caps: every run stops by itself.
 const (
 	MaxDuration    = time.Hour        // measurement window (-d)
@@ -58,7 +65,13 @@ type Config struct {
 	TLSVersion string // "" (1.2 and 1.3), "1.2" or "1.3"
 	Curves     string // comma list: x25519, p256, p384, x25519mlkem768; "" = Go's default
 	ALPN       string // comma list offered with ALPN; "" = none
-	Resume     bool   // TLS session resumption (tls.ClientSessionCache)
+	Resume     bool   // TLS session resumption (tls.ClientSessionCache, or the lean client's cache)
+	// TLSClient picks the TLS client of transport tls: "go" (crypto/tls),
+	// "lean" (tlspsk's certificate mode: TLS 1.3, X25519/P-256, no client
+	// certificate, a fraction of crypto/tls's CPU per handshake) or "auto"
+	// ("" too): lean when --tls-version 1.3 and --curves name only x25519
+	// and p256 and there is no client certificate, go otherwise.
+	TLSClient string
 
 	// TLS-PSK.
 	PSKIdentity string
@@ -161,6 +174,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if _, err := c.curveIDs(); err != nil {
+		return err
+	}
+	if _, err := c.leanTLS(); err != nil {
 		return err
 	}
 	if c.Version != 4 && c.Version != 5 {
@@ -308,6 +324,53 @@ func (c *Config) curveIDs() ([]tls.CurveID, error) {
 		ids = append(ids, id)
 	}
 	return ids, nil
+}
+
+// leanTLS decides whether transport tls uses the lean client. Auto picks
+// it only when the handshake the broker sees is the one the flags ask
+// for: TLS 1.3 only, and only groups the lean client speaks (Go's default
+// groups include a post-quantum hybrid it does not).
+func (c *Config) leanTLS() (bool, error) {
+	switch c.TLSClient {
+	case "", TLSClientAuto, TLSClientGo, TLSClientLean:
+	default:
+		return false, cfgErr("--tls-client %q: use auto, go or lean", c.TLSClient)
+	}
+	if c.Transport != TransportTLS {
+		if c.TLSClient == TLSClientLean {
+			return false, cfgErr("--tls-client lean needs --transport tls")
+		}
+		return false, nil
+	}
+	why := c.leanBlocker()
+	switch c.TLSClient {
+	case TLSClientGo:
+		return false, nil
+	case TLSClientLean:
+		if why != "" {
+			return false, cfgErr("--tls-client lean: %s", why)
+		}
+		return true, nil
+	}
+	return why == "" && c.TLSVersion == "1.3" && c.Curves != "", nil
+}
+
+// leanBlocker says why the lean client cannot serve this config ("" when
+// it can).
+func (c *Config) leanBlocker() string {
+	if c.CertFile != "" {
+		return "it has no client certificates (--cert)"
+	}
+	if c.TLSVersion == "1.2" {
+		return "it speaks TLS 1.3 only"
+	}
+	ids, _ := c.curveIDs()
+	for _, id := range ids {
+		if id != tls.X25519 && id != tls.CurveP256 {
+			return "it speaks x25519 and p256 only (--curves)"
+		}
+	}
+	return ""
 }
 
 // addr is host:port.

@@ -2,6 +2,8 @@ package loadgen
 
 import (
 	"context"
+	"crypto/ecdh"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -31,6 +33,7 @@ type dialer struct {
 	cfg     *Config
 	addr    string // dial target host:port (an IP literal when spreading sources)
 	tls     *tls.Config
+	lean    *tlspsk.Config // transport tls with the lean client; tls is nil then
 	psk     *tlspsk.Config
 	wsURL   string
 	sources []net.IP        // local addresses to spread over; nil: the kernel's choice
@@ -39,7 +42,16 @@ type dialer struct {
 
 func newDialer(life context.Context, cfg *Config, target string, sources []net.IP) (*dialer, error) {
 	d := &dialer{cfg: cfg, addr: target, sources: sources, life: life}
-	if cfg.isTLS() {
+	lean, err := cfg.leanTLS()
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case lean:
+		if d.lean, err = leanTLSConfig(cfg); err != nil {
+			return nil, err
+		}
+	case cfg.isTLS():
 		tc, err := clientTLSConfig(cfg)
 		if err != nil {
 			return nil, err
@@ -83,17 +95,11 @@ func clientTLSConfig(cfg *Config) (*tls.Config, error) {
 	if tc.ServerName == "" {
 		tc.ServerName = cfg.Host
 	}
-	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("loadgen: --cafile: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, cfgErr("--cafile %s holds no PEM certificate", cfg.CAFile)
-		}
-		tc.RootCAs = pool
+	pool, err := loadRoots(cfg)
+	if err != nil {
+		return nil, err
 	}
+	tc.RootCAs = pool
 	if cfg.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.CertFile, cfg.KeyFile)
 		if err != nil {
@@ -108,6 +114,81 @@ func clientTLSConfig(cfg *Config) (*tls.Config, error) {
 		tc.ClientSessionCache = tls.NewLRUClientSessionCache(64)
 	}
 	return tc, nil
+}
+
+// loadRoots reads --cafile (nil without one: the system roots).
+func loadRoots(cfg *Config) (*x509.CertPool, error) {
+	if cfg.CAFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(cfg.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("loadgen: --cafile: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, cfgErr("--cafile %s holds no PEM certificate", cfg.CAFile)
+	}
+	return pool, nil
+}
+
+// leanTLSConfig builds the lean client of transport tls: tlspsk in
+// certificate mode, TLS 1.3, with one key share per group generated here
+// and reused by every connection (the broker still makes its own per
+// handshake and does its usual work; the generator skips a key generation
+// per connection).
+func leanTLSConfig(cfg *Config) (*tlspsk.Config, error) {
+	lc := &tlspsk.Config{
+		CertificateMode: true,
+		ServerName:      cfg.ServerName,
+		MinVersion:      tlspsk.VersionTLS13,
+		NextProtos:      splitList(cfg.ALPN),
+	}
+	if lc.ServerName == "" {
+		lc.ServerName = cfg.Host
+	}
+	ids, _ := cfg.curveIDs()
+	if len(ids) == 0 {
+		ids = []tls.CurveID{tls.X25519, tls.CurveP256}
+	}
+	for _, id := range ids {
+		g, curve := tlspsk.X25519, ecdh.X25519()
+		if id == tls.CurveP256 {
+			g, curve = tlspsk.P256, ecdh.P256()
+		}
+		k, err := curve.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, fmt.Errorf("loadgen: key share: %w", err)
+		}
+		lc.CurvePreferences = append(lc.CurvePreferences, g)
+		lc.StaticKeyShares = append(lc.StaticKeyShares, k)
+	}
+	if cfg.Insecure {
+		// --insecure: no chain, name or signature check (crypto/tls would
+		// still check the signature); the broker's Finished is checked.
+		lc.VerifyServer = func(*tlspsk.ServerCertificate) error { return nil }
+	} else {
+		pool, err := loadRoots(cfg)
+		if err != nil {
+			return nil, err
+		}
+		lc.VerifyServer = tlspsk.VerifyServerX509(pool, lc.ServerName)
+	}
+	if cfg.Resume {
+		lc.SessionCache = tlspsk.NewSessionCache(64)
+	}
+	return lc, nil
+}
+
+// tlsClientName names the TLS client of a run ("" without TLS).
+func (d *dialer) tlsClientName() string {
+	switch {
+	case d.lean != nil:
+		return TLSClientLean
+	case d.tls != nil:
+		return TLSClientGo
+	}
+	return ""
 }
 
 // netDialer is the TCP dialer of connection i: its source address is one
@@ -135,6 +216,16 @@ func (d *dialer) dial(ctx context.Context, i int) (net.Conn, connInfo, error) {
 	}
 	switch d.cfg.Transport {
 	case TransportTLS:
+		if d.lean != nil {
+			c := tlspsk.Client(raw, d.lean)
+			if err := c.Handshake(ctx); err != nil {
+				raw.Close()
+				return nil, info, fmt.Errorf("tls handshake (lean client): %w", err)
+			}
+			st := c.ConnectionState()
+			info = connInfo{TLSVersion: st.Version, CipherSuite: st.CipherSuite, Resumed: st.DidResume}
+			return c, info, nil
+		}
 		c := tls.Client(raw, d.tls)
 		if err := c.HandshakeContext(ctx); err != nil {
 			raw.Close()

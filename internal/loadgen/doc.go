@@ -12,7 +12,10 @@
 // encoded once per publisher and patched in place (timestamp, packet
 // identifier), decode values reused, and no allocation per message in
 // steady state. The MQTT codec is moat/internal/packet and TLS-PSK is
-// moat/internal/tlspsk; there is no third-party MQTT client.
+// moat/internal/tlspsk; there is no third-party MQTT client. For transport
+// tls the generator can also use tlspsk's certificate mode, a lean TLS 1.3
+// client (Config.TLSClient), because crypto/tls's client costs about as
+// much CPU per handshake as the broker's side does.
 //
 // Every run is bounded in count and time (see MaxDuration), and by default
 // targets loopback only.

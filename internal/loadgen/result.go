@@ -23,6 +23,7 @@ import (
 type Result struct {
 	Scenario    string    `json:"scenario"`
 	Transport   string    `json:"transport"`
+	TLSClient   string    `json:"tls_client,omitempty"` // tls, wss: "go" (crypto/tls) or "lean" (tlspsk certificate mode)
 	Target      string    `json:"target"`
 	MQTTVersion int       `json:"mqtt_version"`
 	QoS         int       `json:"qos"`
@@ -137,6 +138,12 @@ func (r *Result) WriteTable(w io.Writer) error {
 			s += fmt.Sprintf(", %s msg/s per publisher", fmtFloat(r.Rate))
 		}
 		row("clients", "%s", s)
+	}
+	switch r.TLSClient {
+	case TLSClientLean:
+		row("tls client", "lean (moat/internal/tlspsk certificate mode; select with --tls-client)")
+	case TLSClientGo:
+		row("tls client", "go (crypto/tls)")
 	}
 	if r.SourceIPs > 1 {
 		row("sources", "127.0.0.1 to 127.0.0.%d", r.SourceIPs)

@@ -125,7 +125,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Result, error) {
 	}
 	r.d = d
 	res := &Result{
-		Scenario: cfg.Scenario, Transport: cfg.Transport, Target: cfg.addr(), MQTTVersion: int(cfg.Version),
+		Scenario: cfg.Scenario, Transport: cfg.Transport, TLSClient: d.tlsClientName(), Target: cfg.addr(), MQTTVersion: int(cfg.Version),
 		QoS: int(cfg.QoS), PayloadSize: cfg.PayloadSize, Rate: cfg.Rate, SourceIPs: nsrc, Start: time.Now(),
 	}
 	if cfg.Scenario == ScenarioConn {

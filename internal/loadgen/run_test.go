@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -333,6 +334,99 @@ func TestTLSModes(t *testing.T) {
 	})
 }
 
+// TestLeanTLSClient runs the conn scenario with the lean TLS client
+// (tlspsk certificate mode) against moat's TLS listener: verified and
+// --insecure, full and resumed handshakes; and pubsub data over it.
+func TestLeanTLSClient(t *testing.T) {
+	_, caFile, certFile, keyFile, pskFile := tlsFiles(t)
+	b := brokertest.Start(t, func(c *config.Config) {
+		// A PSK file too: the listener routes each ClientHello, and a
+		// resumption ticket must not look like an external PSK.
+		c.Listeners = append(c.Listeners, config.Listener{Name: "tls", Type: "tls", Address: "127.0.0.1:0",
+			ConnRatePerIP: 1e6, ConnBurstPerIP: 1e6, TLS: &config.TLS{Cert: certFile, Key: keyFile, PSKFile: pskFile}})
+	})
+	tlsAddr := b.Server.Addr("tls").String()
+	for _, tc := range []struct {
+		name     string
+		client   string
+		insecure bool
+		resume   bool
+		curves   string
+	}{
+		{"auto, verified", "", false, false, "x25519"},
+		{"lean, insecure, p256", TLSClientLean, true, false, "p256"},
+		{"auto, verified, resumed", TLSClientAuto, false, true, "x25519,p256"},
+		{"lean, insecure, resumed", TLSClientLean, true, true, "x25519"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := quick(t, ScenarioConn, tlsAddr)
+			cfg.Transport, cfg.TLSVersion, cfg.Curves, cfg.TLSClient, cfg.Resume = TransportTLS, "1.3", tc.curves, tc.client, tc.resume
+			cfg.Clients, cfg.Concurrency, cfg.ALPN = 40, 4, "mqtt"
+			if tc.insecure {
+				cfg.Insecure = true
+			} else {
+				cfg.CAFile = caFile
+			}
+			res := run(t, cfg)
+			if res.TLSClient != TLSClientLean {
+				t.Errorf("TLS client %q, want lean", res.TLSClient)
+			}
+			if res.Connect.OK != 40 || res.Connect.Failed != 0 || res.Connect.TLSVersion != "TLS 1.3" || res.Connect.CipherSuite == "" {
+				t.Errorf("ok %d failed %d, %s %s", res.Connect.OK, res.Connect.Failed, res.Connect.TLSVersion, res.Connect.CipherSuite)
+			}
+			// The first connections, in flight together, cannot resume.
+			if tc.resume && res.Connect.Resumed < 40-2*4 {
+				t.Errorf("resumed %d of 40", res.Connect.Resumed)
+			}
+			if !tc.resume && res.Connect.Resumed != 0 {
+				t.Errorf("resumed %d without --resume", res.Connect.Resumed)
+			}
+			var out bytes.Buffer
+			res.WriteTable(&out)
+			if !regexp.MustCompile(`(?m)^tls client +lean `).MatchString(out.String()) {
+				t.Errorf("the summary does not name the lean client:\n%s", out.String())
+			}
+		})
+	}
+	t.Run("pubsub", func(t *testing.T) {
+		cfg := quick(t, ScenarioPubSub, tlsAddr)
+		cfg.Transport, cfg.CAFile, cfg.TLSClient = TransportTLS, caFile, TLSClientLean
+		cfg.Pubs, cfg.Subs, cfg.Count, cfg.QoS, cfg.Duration = 1, 1, 3000, 1, 5*time.Second
+		res := run(t, cfg)
+		if res.TLSClient != TLSClientLean || res.Received != 3000 || res.Acked != 3000 {
+			t.Errorf("%s client: received %d, acked %d", res.TLSClient, res.Received, res.Acked)
+		}
+	})
+	t.Run("untrusted", func(t *testing.T) {
+		cfg := quick(t, ScenarioConn, tlsAddr)
+		cfg.Transport, cfg.TLSClient, cfg.Clients = TransportTLS, TLSClientLean, 1
+		res, err := Run(context.Background(), cfg, nil)
+		if !errors.Is(err, ErrNoConnections) || res == nil || len(res.Errors) != 1 {
+			t.Fatalf("err = %v, want ErrNoConnections", err)
+		}
+		for k := range res.Errors {
+			t.Logf("error: %s", k)
+			if !strings.Contains(k, "certificate") {
+				t.Errorf("error %q", k)
+			}
+		}
+	})
+	t.Run("auto picks go", func(t *testing.T) {
+		for _, mod := range []func(*Config){
+			func(c *Config) { c.TLSVersion = "" },        // TLS 1.2 offered too
+			func(c *Config) { c.Curves = "" },            // Go's default groups
+			func(c *Config) { c.Curves = "x25519,p384" }, // a group the lean client lacks
+		} {
+			cfg := quick(t, ScenarioConn, tlsAddr)
+			cfg.Transport, cfg.CAFile, cfg.TLSVersion, cfg.Curves, cfg.Clients = TransportTLS, caFile, "1.3", "x25519", 2
+			mod(&cfg)
+			if res := run(t, cfg); res.TLSClient != TLSClientGo || res.Connect.OK != 2 {
+				t.Errorf("%+v: client %q, %d ok", cfg, res.TLSClient, res.Connect.OK)
+			}
+		}
+	})
+}
+
 func TestRefusals(t *testing.T) {
 	cfg := Defaults()
 	cfg.Scenario, cfg.Host = ScenarioConn, "192.0.2.1"
@@ -352,6 +446,10 @@ func TestRefusals(t *testing.T) {
 		{}, {"-c", "1"}, {"nope"}, {"pub", "-q", "3"}, {"pub", "-V", "3"}, {"pub", "-d", "2h"},
 		{"pub", "--transport", "quic"}, {"pub", "--transport", "tls-psk"}, {"pub", "-t", "a/+"},
 		{"conn", "--tls-version", "1.1"}, {"pub", "--hold", "1s"}, {"pub", "--psk", "zz"},
+		{"conn", "--transport", "tls", "--tls-client", "openssl"}, {"conn", "--tls-client", "lean"},
+		{"conn", "--transport", "tls", "--tls-client", "lean", "--tls-version", "1.2"},
+		{"conn", "--transport", "tls", "--tls-client", "lean", "--curves", "p384"},
+		{"conn", "--transport", "tls", "--tls-client", "lean", "--cert", "c.pem", "--key", "k.pem"},
 	} {
 		cfg, _, _, err := ParseArgs(args, nil)
 		if err == nil {

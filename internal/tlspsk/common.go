@@ -2,6 +2,7 @@ package tlspsk
 
 import (
 	"crypto"
+	"crypto/ecdh"
 	"crypto/rand"
 	"fmt"
 	"io"
@@ -91,10 +92,45 @@ type Config struct {
 	AllowLegacyMasterSecret bool
 	// Rand is the entropy source; nil means crypto/rand.
 	Rand io.Reader
-	// Time returns the current time; nil means time.Now. It is not used by
-	// the protocol today (no tickets, no ticket ages) and exists so that
-	// callers can pin it in tests of future time-dependent features.
+	// Time returns the current time; nil means time.Now. Only the
+	// certificate-mode client uses it (ticket lifetimes and ages).
 	Time func() time.Time
+
+	// StaticKeyShares (client, for load generation only) are ECDH keys
+	// (X25519 or P-256) reused by every connection instead of a fresh key
+	// per handshake: the client side of the exchange becomes static DH,
+	// which gives up forward secrecy for the client's share. The server
+	// still generates an ephemeral key per handshake and does exactly the
+	// work it always does; the client saves its key generation. A group
+	// without a key here gets a fresh key as usual.
+	StaticKeyShares []*ecdh.PrivateKey
+
+	// CertificateMode makes a client authenticate the server by its
+	// certificate instead of a PSK: a TLS 1.3 handshake (whatever
+	// MinVersion says) with psk_dhe_ke for resumption tickets only,
+	// signature_algorithms, SNI and ALPN, and no client certificate (a
+	// CertificateRequest is answered with an empty Certificate). It is a
+	// lean client for load generation against certificate TLS servers;
+	// Identity and Key must be empty, VerifyServer must be set.
+	CertificateMode bool
+	// VerifyServer authenticates the server in certificate mode: it gets
+	// the chain and the CertificateVerify signature and returns nil to
+	// accept them. It is required: a nil VerifyServer is a configuration
+	// error, never a skipped check. VerifyServerX509 builds the usual
+	// check (chain to roots, name, signature); a function that returns nil
+	// skips verification and must be an explicit, visible choice. The
+	// server's Finished is verified in any case.
+	VerifyServer func(*ServerCertificate) error
+	// ServerName (certificate mode) is sent as SNI unless it is an IP
+	// address, and keys the session cache.
+	ServerName string
+	// NextProtos (certificate mode) are the ALPN protocols offered. A
+	// server may select one of them or answer none.
+	NextProtos []string
+	// SessionCache (certificate mode) stores the server's session tickets
+	// and offers them on the next connections to the same ServerName (or
+	// address); nil means no resumption (tickets are ignored).
+	SessionCache *SessionCache
 }
 
 // DefaultCipherSuites is the default suite list, in server preference order.
@@ -199,17 +235,64 @@ func (c *Config) check(isClient bool) error {
 	if n == 0 {
 		return fmt.Errorf("%w: no cipher suite enabled for the configured versions", ErrConfig)
 	}
-	if isClient {
+	certFields := c.VerifyServer != nil || c.ServerName != "" || len(c.NextProtos) > 0 || c.SessionCache != nil
+	switch {
+	case isClient && c.CertificateMode:
+		if err := c.checkCertificateMode(); err != nil {
+			return err
+		}
+	case isClient:
 		if c.Identity == "" || len(c.Identity) > 0xffff || len(c.Key) == 0 {
 			return fmt.Errorf("%w: client needs Identity and Key", ErrConfig)
 		}
 		if c.KeyHash != 0 && c.KeyHash != crypto.SHA256 && c.KeyHash != crypto.SHA384 {
 			return fmt.Errorf("%w: KeyHash must be SHA-256 or SHA-384", ErrConfig)
 		}
-	} else if c.Keys == nil {
+		if certFields {
+			return fmt.Errorf("%w: VerifyServer, ServerName, NextProtos and SessionCache need CertificateMode", ErrConfig)
+		}
+	case c.Keys == nil:
 		return fmt.Errorf("%w: server needs Keys", ErrConfig)
+	case c.CertificateMode || certFields || len(c.StaticKeyShares) > 0:
+		return fmt.Errorf("%w: CertificateMode, VerifyServer, ServerName, NextProtos, SessionCache and StaticKeyShares are client settings", ErrConfig)
+	}
+	for _, k := range c.StaticKeyShares {
+		if k == nil || (k.Curve() != ecdh.X25519() && k.Curve() != ecdh.P256()) {
+			return fmt.Errorf("%w: StaticKeyShares must be X25519 or P-256 keys", ErrConfig)
+		}
 	}
 	return nil
+}
+
+// checkCertificateMode validates a certificate-mode client config.
+func (c *Config) checkCertificateMode() error {
+	if c.Identity != "" || len(c.Key) > 0 || c.KeyHash != 0 {
+		return fmt.Errorf("%w: CertificateMode takes no Identity, Key or KeyHash", ErrConfig)
+	}
+	if c.VerifyServer == nil {
+		return fmt.Errorf("%w: CertificateMode needs VerifyServer (VerifyServerX509, or an explicit function that skips verification)", ErrConfig)
+	}
+	if c.maxVersion() < VersionTLS13 || len(c.suites(VersionTLS13)) == 0 {
+		return fmt.Errorf("%w: CertificateMode is TLS 1.3 only: enable TLS 1.3 and one of its suites", ErrConfig)
+	}
+	total := 0
+	for _, p := range c.NextProtos {
+		if p == "" || len(p) > 255 {
+			return fmt.Errorf("%w: ALPN protocol of %d bytes", ErrConfig, len(p))
+		}
+		total += 1 + len(p)
+	}
+	if total > 0xffff-8 || len(c.ServerName) > 0xffff-16 {
+		return fmt.Errorf("%w: NextProtos or ServerName too long", ErrConfig)
+	}
+	return nil
+}
+
+func (c *Config) now() time.Time {
+	if c.Time != nil {
+		return c.Time()
+	}
+	return time.Now()
 }
 
 func (c *Config) keyHash() crypto.Hash {
@@ -225,6 +308,9 @@ type State struct {
 	CipherSuite       uint16
 	Identity          string // the PSK identity in use
 	HandshakeComplete bool
+	// Certificate-mode client only.
+	DidResume          bool   // a session ticket was accepted
+	NegotiatedProtocol string // ALPN; "" when the server selected none
 }
 
 // CipherSuiteName returns the IANA name of a suite this package knows.

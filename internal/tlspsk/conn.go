@@ -205,6 +205,8 @@ type Conn struct {
 	vers     uint16
 	suite    *cipherSuite
 	identity string
+	resumed  bool   // certificate-mode client: a ticket was accepted
+	alpn     string // certificate-mode client: the negotiated protocol
 
 	// in guards the following fields (and in's own).
 	in             halfConn
@@ -214,13 +216,14 @@ type Conn struct {
 	input          []byte // decrypted application data not yet read
 	hand           []byte // handshake bytes not yet parsed
 	useless        int
-	readVers       uint16 // negotiated version as seen by the reader
-	ccsAllowed     bool   // TLS 1.3: a peer's dummy change_cipher_spec may arrive
-	earlyDataSkip  int    // TLS 1.3 server: rejected 0-RTT bytes still skippable
-	firstRecord    bool   // no record read yet
-	handshakeDoneR bool   // reader's view: handshake finished
-	didHRR         bool   // a HelloRetryRequest was sent or received (for tests)
-	testEarlyData  int    // tests: a client sends a fake 0-RTT record of this size
+	readVers       uint16       // negotiated version as seen by the reader
+	ccsAllowed     bool         // TLS 1.3: a peer's dummy change_cipher_spec may arrive
+	earlyDataSkip  int          // TLS 1.3 server: rejected 0-RTT bytes still skippable
+	firstRecord    bool         // no record read yet
+	handshakeDoneR bool         // reader's view: handshake finished
+	didHRR         bool         // a HelloRetryRequest was sent or received (for tests)
+	testEarlyData  int          // tests: a client sends a fake 0-RTT record of this size
+	tickets        *ticketState // certificate-mode client with a SessionCache
 
 	// out guards the following fields (and out's own).
 	out             halfConn
@@ -254,7 +257,8 @@ func (c *Conn) NetConn() net.Conn { return c.conn }
 func (c *Conn) ConnectionState() State {
 	c.stateMu.Lock()
 	defer c.stateMu.Unlock()
-	st := State{Version: c.vers, Identity: c.identity, HandshakeComplete: c.handshakeOK.Load()}
+	st := State{Version: c.vers, Identity: c.identity, HandshakeComplete: c.handshakeOK.Load(),
+		DidResume: c.resumed, NegotiatedProtocol: c.alpn}
 	if c.suite != nil {
 		st.CipherSuite = c.suite.id
 	}
@@ -690,7 +694,7 @@ func (c *Conn) handlePostHandshakeMsg(msg []byte) error {
 	switch msg[0] {
 	case typeNewSessionTicket:
 		if c.isClient {
-			return nil // tickets are not used
+			return c.handleNewSessionTicket(msg)
 		}
 	case typeKeyUpdate:
 		var ku keyUpdateMsg
@@ -712,6 +716,45 @@ func (c *Conn) handlePostHandshakeMsg(msg []byte) error {
 		return nil
 	}
 	return protoErr(alertUnexpectedMessage, "handshake message %d after the handshake", msg[0])
+}
+
+// ticketState is what a certificate-mode client needs to turn the
+// server's tickets into sessions: the resumption master secret.
+type ticketState struct {
+	suite  *cipherSuite
+	secret []byte // resumption_master_secret
+	key    string // SessionCache key
+}
+
+// handleNewSessionTicket stores a ticket in the session cache (RFC 8446
+// §4.6.1); without one (PSK mode, or no Config.SessionCache) tickets are
+// ignored. Caller holds c.in.
+func (c *Conn) handleNewSessionTicket(msg []byte) error {
+	ts := c.tickets
+	if ts == nil {
+		return nil
+	}
+	var m newSessionTicketMsg
+	if err := m.unmarshal(msg); err != nil {
+		return protoErr(alertDecodeError, "NewSessionTicket")
+	}
+	lifetime := time.Duration(m.lifetime) * time.Second
+	if lifetime > maxTicketLifetime {
+		return protoErr(alertIllegalParameter, "ticket lifetime of %d s", m.lifetime)
+	}
+	if lifetime == 0 {
+		return nil // not to be used (RFC 8446 §4.6.1)
+	}
+	h := ts.suite.hash
+	c.config.SessionCache.put(ts.key, &session{
+		suite:    ts.suite,
+		ticket:   m.ticket,
+		psk:      resumptionPSK(h, ts.secret, m.nonce),
+		ageAdd:   m.ageAdd,
+		received: c.config.now(),
+		lifetime: lifetime,
+	})
+	return nil
 }
 
 // sendKeyUpdateLocked sends a KeyUpdate and switches to the next write key.

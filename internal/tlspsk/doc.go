@@ -16,9 +16,20 @@
 //     master secret (RFC 7627) is required unless AllowLegacyMasterSecret is
 //     set. Renegotiation is always refused (RFC 5746).
 //
-// What it does not do, by design: certificates, session tickets or any
-// resumption, 0-RTT (early data is refused and skipped), compression,
-// non-AEAD suites, versions below TLS 1.2, ALPN/SNI handling.
+// What it does not do, by design: certificates on the server side, session
+// tickets or resumption for PSK connections, 0-RTT (early data is refused
+// and skipped), compression, non-AEAD suites, versions below TLS 1.2,
+// ALPN/SNI handling on the server side.
+//
+// Certificate mode (Config.CertificateMode) is a lean TLS 1.3 client for
+// certificate servers, written for moat's load generator, whose crypto/tls
+// client cost as much CPU per handshake as the server it measured: the
+// server is authenticated by Config.VerifyServer (required; see
+// VerifyServerX509) and its Finished; no client certificate; SNI and ALPN;
+// session tickets stored in a SessionCache and offered with psk_dhe_ke
+// (RFC 8446 §4.6.1); StaticKeyShares saves the client's key generation.
+// The server's side of these handshakes is a normal full or resumed TLS
+// 1.3 handshake.
 //
 // Identities cannot be probed: an unknown identity is given a random key
 // and fails exactly like a wrong key (decrypt_error, RFC 4279 §2); only the

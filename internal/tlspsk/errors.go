@@ -33,6 +33,12 @@ var (
 	ErrNotTLS = errors.New("tlspsk: not a TLS ClientHello")
 	// ErrKeyFile: a PSK key file could not be loaded.
 	ErrKeyFile = errors.New("tlspsk: key file")
+	// ErrServerAuth: in certificate mode, Config.VerifyServer refused the
+	// server's certificate or signature (the error wraps its error too).
+	ErrServerAuth = errors.New("tlspsk: server authentication failed")
+	// ErrBadSignature: a CertificateVerify signature does not verify
+	// (returned by ServerCertificate.VerifySignature).
+	ErrBadSignature = errors.New("tlspsk: bad server signature")
 )
 
 // AlertError is a TLS alert, either received from the peer (Remote) or sent
@@ -59,6 +65,7 @@ const (
 	alertBadRecordMAC          uint8 = 20
 	alertRecordOverflow        uint8 = 22
 	alertHandshakeFailure      uint8 = 40
+	alertBadCertificate        uint8 = 42
 	alertIllegalParameter      uint8 = 47
 	alertDecodeError           uint8 = 50
 	alertDecryptError          uint8 = 51
@@ -79,6 +86,7 @@ var alertNames = map[uint8]string{
 	alertBadRecordMAC:          "bad_record_mac",
 	alertRecordOverflow:        "record_overflow",
 	alertHandshakeFailure:      "handshake_failure",
+	alertBadCertificate:        "bad_certificate",
 	alertIllegalParameter:      "illegal_parameter",
 	alertDecodeError:           "decode_error",
 	alertDecryptError:          "decrypt_error",
@@ -93,7 +101,6 @@ var alertNames = map[uint8]string{
 	alertUnknownPSKIdentity:    "unknown_psk_identity",
 	21:                         "decryption_failed",
 	30:                         "decompression_failure",
-	42:                         "bad_certificate",
 	48:                         "unknown_ca",
 	49:                         "access_denied",
 	60:                         "export_restriction",

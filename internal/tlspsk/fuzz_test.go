@@ -77,6 +77,10 @@ func FuzzHandshakeMessages(f *testing.F) {
 	f.Add((&encryptedExtensionsMsg{groups: []CurveID{X25519}}).marshal())
 	f.Add((&keyUpdateMsg{updateRequested: true}).marshal())
 	f.Add((&finishedMsg{verifyData: make([]byte, 12)}).marshal())
+	f.Add((&certificateMsg{chain: [][]byte{{1, 2, 3}, {4}}}).marshal())
+	f.Add((&certificateRequestMsg{}).marshal())
+	f.Add((&certificateVerifyMsg{scheme: SignatureECDSAP256SHA256, signature: []byte{0x30, 0}}).marshal())
+	f.Add((&newSessionTicketMsg{lifetime: 60, ageAdd: 7, nonce: []byte{0}, ticket: []byte("ticket")}).marshal())
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var sh serverHelloMsg
 		if sh.unmarshal(data) == nil {
@@ -105,11 +109,32 @@ func FuzzHandshakeMessages(f *testing.F) {
 		if fin.unmarshal(data) == nil && !bytes.Equal(fin.marshal(), data) {
 			t.Fatal("Finished not canonical")
 		}
+		var cm certificateMsg
+		if cm.unmarshal(data) == nil {
+			var cm2 certificateMsg
+			if err := cm2.unmarshal(cm.marshal()); err != nil || len(cm2.chain) != len(cm.chain) {
+				t.Fatalf("Certificate re-encoding: %v", err)
+			}
+		}
+		var cr certificateRequestMsg
+		cr.unmarshal(data)
+		var cv certificateVerifyMsg
+		if cv.unmarshal(data) == nil && !bytes.Equal(cv.marshal(), data) {
+			t.Fatal("CertificateVerify not canonical")
+		}
+		var nst newSessionTicketMsg
+		if nst.unmarshal(data) == nil {
+			var nst2 newSessionTicketMsg
+			if err := nst2.unmarshal(nst.marshal()); err != nil || !bytes.Equal(nst2.ticket, nst.ticket) {
+				t.Fatalf("NewSessionTicket re-encoding: %v", err)
+			}
+		}
 	})
 }
 
 // FuzzRecordLayer feeds arbitrary bytes to a connection: the first byte
-// picks server (even) or client (odd), the rest is what the peer "sent".
+// picks server (even) or client (odd; 3 mod 4: a certificate-mode client
+// with a session cache), the rest is what the peer "sent".
 func FuzzRecordLayer(f *testing.F) {
 	f.Add([]byte{0, 22, 3, 1, 0, 4, 1, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -118,9 +143,13 @@ func FuzzRecordLayer(f *testing.F) {
 		}
 		conn := &fuzzConn{r: bytes.NewReader(data[1:])}
 		var c *Conn
-		if data[0]&1 == 0 {
+		switch {
+		case data[0]&1 == 0:
 			c = Server(conn, fuzzServerConfig())
-		} else {
+		case data[0]&3 == 3:
+			c = Client(conn, &Config{CertificateMode: true, ServerName: "fuzz.test", VerifyServer: noVerify,
+				NextProtos: []string{"mqtt"}, SessionCache: NewSessionCache(1), Rand: &countingReader{}})
+		default:
 			c = Client(conn, &Config{Identity: testIdentity, Key: testKey, Rand: &countingReader{}, CipherSuites: allSuites(), AllowLegacyMasterSecret: true})
 		}
 		if err := c.Handshake(context.Background()); err != nil {

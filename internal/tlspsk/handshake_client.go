@@ -6,6 +6,7 @@ import (
 	"crypto/ecdh"
 	"crypto/hmac"
 	"fmt"
+	"slices"
 )
 
 type clientHandshake struct {
@@ -25,12 +26,25 @@ type clientHandshake struct {
 	master   []byte
 	hsSecret []byte
 	cHS, sHS []byte
+
+	// Certificate mode (see handshake_client_cert.go).
+	cert        bool
+	cacheKey    string   // SessionCache key
+	session     *session // ticket offered, nil when none
+	resumed     bool     // the server accepted the ticket
+	chain       [][]byte // the server's certificates
+	certRequest *certificateRequestMsg
+	alpn        string
 }
 
 func (c *Conn) clientHandshake() error {
-	hs := &clientHandshake{c: c, keyHash: c.config.keyHash()}
+	hs := &clientHandshake{c: c, keyHash: c.config.keyHash(), cert: c.config.CertificateMode}
+	build := hs.buildClientHello
+	if hs.cert {
+		build = hs.buildCertHello
+	}
 	for _, step := range []func() error{
-		hs.buildClientHello,
+		build,
 		hs.sendClientHello,
 		hs.readServerHello,
 	} {
@@ -38,10 +52,26 @@ func (c *Conn) clientHandshake() error {
 			return err
 		}
 	}
-	if hs.sh.supportedVersion == VersionTLS13 {
+	switch {
+	case hs.cert:
+		return hs.handshakeCert13() // readServerHello accepts nothing but TLS 1.3
+	case hs.sh.supportedVersion == VersionTLS13:
 		return hs.handshake13()
 	}
 	return hs.handshake12()
+}
+
+// keyFor returns the key for a key share of group id: a static one from
+// the config, or a fresh one.
+func (hs *clientHandshake) keyFor(id CurveID) (*ecdh.PrivateKey, error) {
+	if curve := curveFor(id); curve != nil {
+		for _, k := range hs.c.config.StaticKeyShares {
+			if k.Curve() == curve {
+				return k, nil
+			}
+		}
+	}
+	return generateKey(id, hs.c.config.rand())
 }
 
 func (hs *clientHandshake) buildClientHello() error {
@@ -88,7 +118,7 @@ func (hs *clientHandshake) buildClientHello() error {
 		hello.hasPSKModes = true
 		hello.pskModes = []uint8{pskModeDHE}
 		hs.group = hello.supportedGroups[0]
-		if hs.key, err = generateKey(hs.group, cfg.rand()); err != nil {
+		if hs.key, err = hs.keyFor(hs.group); err != nil {
 			return err
 		}
 		hello.hasKeyShares = true
@@ -103,18 +133,22 @@ func (hs *clientHandshake) buildClientHello() error {
 	return nil
 }
 
-// marshalHello encodes the ClientHello and fills in its PSK binder.
+// marshalHello encodes the ClientHello and fills in its PSK binder: the
+// external PSK's, or in certificate mode the offered ticket's.
 func (hs *clientHandshake) marshalHello() {
 	hs.hello.marshal()
-	if !hs.offer13 {
+	if !hs.offer13 || len(hs.hello.pskIdentities) == 0 {
 		return
 	}
-	h := hs.keyHash
-	early := earlySecret(h, hs.c.config.Key)
+	h, psk, binderKey := hs.keyHash, hs.c.config.Key, extBinderKey
+	if hs.cert {
+		h, psk, binderKey = hs.session.suite.hash, hs.session.psk, resBinderKey
+	}
+	early := earlySecret(h, psk)
 	th := h.New()
 	th.Write(hs.prefix)
 	th.Write(hs.hello.truncated())
-	hs.hello.setBinders([][]byte{finishedMAC(h, extBinderKey(h, early), th.Sum(nil))})
+	hs.hello.setBinders([][]byte{finishedMAC(h, binderKey(h, early), th.Sum(nil))})
 	clear(early)
 }
 
@@ -184,8 +218,12 @@ func (hs *clientHandshake) readServerHello() error {
 func (hs *clientHandshake) processHelloRetryRequest(hrr *serverHelloMsg) error {
 	c := hs.c
 	s := suiteByID(hrr.cipherSuite)
-	if s == nil || s.version != VersionTLS13 || !hasSuite(hs.hello.cipherSuites, s.id) || s.hash != hs.keyHash {
+	if s == nil || s.version != VersionTLS13 || !hasSuite(hs.hello.cipherSuites, s.id) || (!hs.cert && s.hash != hs.keyHash) {
 		return protoErr(alertIllegalParameter, "HelloRetryRequest with a suite not offered")
+	}
+	if hs.session != nil && s.hash != hs.session.suite.hash {
+		// The ticket cannot be used with this suite (RFC 8446 §4.1.4).
+		hs.session, hs.hello.pskIdentities, hs.hello.pskBinders = nil, nil, nil
 	}
 	if !bytes.Equal(hrr.sessionID, hs.hello.sessionID) || hrr.compressionMethod != 0 {
 		return protoErr(alertIllegalParameter, "bad HelloRetryRequest")
@@ -203,7 +241,7 @@ func (hs *clientHandshake) processHelloRetryRequest(hrr *serverHelloMsg) error {
 		}
 		var err error
 		hs.group = hrr.selectedGroup
-		if hs.key, err = generateKey(hs.group, c.config.rand()); err != nil {
+		if hs.key, err = hs.keyFor(hs.group); err != nil {
 			return err
 		}
 		hs.hello.keyShares = []keyShare{{group: hs.group, data: hs.key.PublicKey().Bytes()}}
@@ -255,7 +293,7 @@ func (hs *clientHandshake) processServerHello13() error {
 	c, sh := hs.c, hs.sh
 	hs.suite = suiteByID(sh.cipherSuite)
 	if hs.suite == nil || hs.suite.version != VersionTLS13 || !hasSuite(hs.hello.cipherSuites, sh.cipherSuite) ||
-		hs.suite.hash != hs.keyHash || (hs.hrr != nil && hs.hrr.cipherSuite != sh.cipherSuite) {
+		(!hs.cert && hs.suite.hash != hs.keyHash) || (hs.hrr != nil && hs.hrr.cipherSuite != sh.cipherSuite) {
 		return protoErr(alertIllegalParameter, "server chose a suite not offered")
 	}
 	if !bytes.Equal(sh.sessionID, hs.hello.sessionID) || sh.compressionMethod != 0 {
@@ -265,10 +303,18 @@ func (hs *clientHandshake) processServerHello13() error {
 		len(sh.supportedPoints) > 0 || len(sh.cookie) > 0 {
 		return &handshakeError{alertUnsupportedExtension, fmt.Errorf("%w: unexpected extension in ServerHello", ErrProtocol)}
 	}
-	if !sh.selectedIdentityPresent {
+	psk := c.config.Key
+	switch {
+	case hs.cert && sh.selectedIdentityPresent:
+		if hs.session == nil || sh.selectedIdentity != 0 || hs.session.suite.hash != hs.suite.hash {
+			return protoErr(alertIllegalParameter, "server selected a PSK not offered")
+		}
+		hs.resumed, psk = true, hs.session.psk
+	case hs.cert:
+		psk = nil // a full handshake: the early secret of a zero key
+	case !sh.selectedIdentityPresent:
 		return &handshakeError{alertMissingExtension, fmt.Errorf("%w: server did not accept the PSK", ErrNegotiation)}
-	}
-	if sh.selectedIdentity != 0 {
+	case sh.selectedIdentity != 0:
 		return protoErr(alertIllegalParameter, "server selected PSK identity %d", sh.selectedIdentity)
 	}
 	if sh.serverShare.group != hs.group {
@@ -281,7 +327,7 @@ func (hs *clientHandshake) processServerHello13() error {
 		return err
 	}
 	h := hs.suite.hash
-	early := earlySecret(h, c.config.Key)
+	early := earlySecret(h, psk)
 	hs.hsSecret = handshakeSecret(h, early, shared)
 	clear(early)
 	clear(shared)
@@ -308,9 +354,22 @@ func (hs *clientHandshake) readEncryptedExtensions() error {
 		return protoErr(alertDecodeError, "EncryptedExtensions: %v", err)
 	}
 	for _, e := range ee.extensions {
-		if e != extSupportedGroups {
+		switch {
+		case e == extSupportedGroups:
+		case hs.cert && e == extALPN && len(hs.hello.alpnProtocols) > 0:
+		case hs.cert && e == extServerName && hs.hello.serverName != "":
+		default:
 			return &handshakeError{alertUnsupportedExtension, fmt.Errorf("%w: unexpected extension %d in EncryptedExtensions", ErrProtocol, e)}
 		}
+	}
+	if hs.cert {
+		if ee.malformed {
+			return protoErr(alertDecodeError, "EncryptedExtensions")
+		}
+		if ee.alpn != "" && !slices.Contains(hs.hello.alpnProtocols, ee.alpn) {
+			return protoErr(alertIllegalParameter, "server selected ALPN protocol %q, not offered", ee.alpn)
+		}
+		hs.alpn = ee.alpn
 	}
 	hs.ts.Write(msg)
 	return nil
@@ -331,14 +390,32 @@ func (hs *clientHandshake) readServerFinished13() error {
 		return protoErr(alertDecodeError, "Finished")
 	}
 	if !hmac.Equal(finishedMAC(h, hs.sHS, hs.ts.Sum()), fin.verifyData) {
-		return &handshakeError{alertDecryptError, fmt.Errorf("%w: server Finished", ErrBadKey)}
+		failed := ErrBadKey
+		if hs.cert {
+			failed = ErrServerAuth
+		}
+		return &handshakeError{alertDecryptError, fmt.Errorf("%w: server Finished", failed)}
 	}
 	hs.ts.Write(msg)
 	master := masterSecret13(h, hs.hsSecret)
 	cAP := deriveSecret(h, master, "c ap traffic", hs.ts.Sum())
 	sAP := deriveSecret(h, master, "s ap traffic", hs.ts.Sum())
-	clear(master)
+	var certMsg []byte
+	if hs.certRequest != nil { // certificate mode: we have no certificate
+		certMsg = (&certificateMsg{context: hs.certRequest.context}).marshal()
+		hs.ts.Write(certMsg)
+	}
 	mine := finishedMsg{verifyData: finishedMAC(h, hs.cHS, hs.ts.Sum())}
+	mine.marshal()
+	if hs.cert && c.config.SessionCache != nil {
+		hs.ts.Write(mine.raw)
+		c.tickets = &ticketState{
+			suite:  hs.suite,
+			secret: deriveSecret(h, master, "res master", hs.ts.Sum()),
+			key:    hs.cacheKey,
+		}
+	}
+	clear(master)
 	c.out.Lock()
 	defer c.out.Unlock()
 	if !hs.sentCCS {
@@ -347,7 +424,12 @@ func (hs *clientHandshake) readServerFinished13() error {
 		}
 	}
 	c.out.setTrafficSecret13(hs.suite, hs.cHS)
-	if err := c.writeRecordLocked(recordTypeHandshake, mine.marshal()); err != nil {
+	if certMsg != nil {
+		if err := c.writeRecordLocked(recordTypeHandshake, certMsg); err != nil {
+			return err
+		}
+	}
+	if err := c.writeRecordLocked(recordTypeHandshake, mine.raw); err != nil {
 		return err
 	}
 	if err := c.flushLocked(); err != nil {
@@ -420,7 +502,7 @@ func (hs *clientHandshake) readServerFlight12() error {
 			if !cfg.supportsCurve(ske.group) {
 				return protoErr(alertIllegalParameter, "server chose group %d", ske.group)
 			}
-			if hs.key, err = generateKey(ske.group, cfg.rand()); err != nil {
+			if hs.key, err = hs.keyFor(ske.group); err != nil {
 				return err
 			}
 			if z, err = sharedSecret(hs.key, ske.public); err != nil {

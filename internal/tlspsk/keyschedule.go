@@ -124,6 +124,11 @@ func extBinderKey(h crypto.Hash, early []byte) []byte {
 	return deriveSecret(h, early, "ext binder", nil)
 }
 
+// resBinderKey is the binder key of a resumption PSK (a session ticket).
+func resBinderKey(h crypto.Hash, early []byte) []byte {
+	return deriveSecret(h, early, "res binder", nil)
+}
+
 func handshakeSecret(h crypto.Hash, early, shared []byte) []byte {
 	return hkdfExtract(h, shared, deriveSecret(h, early, "derived", nil))
 }
@@ -139,6 +144,13 @@ func finishedMAC(h crypto.Hash, baseKey, transcriptHash []byte) []byte {
 	m := hmac.New(h.New, key)
 	m.Write(transcriptHash)
 	return m.Sum(nil)
+}
+
+// resumptionPSK is the PSK of a session ticket: HKDF-Expand-Label(
+// resumption_master_secret, "resumption", ticket_nonce, Hash.length)
+// (RFC 8446 §4.6.1).
+func resumptionPSK(h crypto.Hash, resumptionSecret, nonce []byte) []byte {
+	return expandLabel(h, resumptionSecret, "resumption", nonce, h.Size())
 }
 
 func trafficKey(s *cipherSuite, secret []byte) (key, iv []byte) {

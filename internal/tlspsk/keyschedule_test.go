@@ -72,6 +72,21 @@ func TestKeySchedule13RFC8448Simple(t *testing.T) {
 	check("s ap traffic", deriveSecret(h, master, "s ap traffic", chsf), "a1 1a f9 f0 55 31 f8 56 ad 47 11 6b 45 a9 50 32 82 04 b4 f4 4b fb 6b 3a 4b 4f 1f 3f cb 63 16 43")
 }
 
+// RFC 8448 §3: the resumption master secret, and the PSK of the ticket
+// with nonce 00 00 (the PSK that §4 resumes with).
+func TestResumptionPSKRFC8448(t *testing.T) {
+	h := crypto.SHA256
+	master := unhex(t, "18 df 06 84 3d 13 a0 8b f2 a4 49 84 4c 5f 8a 47 80 01 bc 4d 4c 62 79 84 d5 a4 1d a8 d0 40 29 19")
+	th := unhex(t, "20 91 45 a9 6e e8 e2 a1 22 ff 81 00 47 cc 95 26 84 65 8d 60 49 e8 64 29 42 6d b8 7c 54 ad 14 3d")
+	rms := deriveSecret(h, master, "res master", th)
+	if want := unhex(t, "7d f2 35 f2 03 1d 2a 05 12 87 d0 2b 02 41 b0 bf da f8 6c c8 56 23 1f 2d 5a ba 46 c4 34 ec 19 6c"); !bytes.Equal(rms, want) {
+		t.Fatalf("resumption master secret %x", rms)
+	}
+	if got, want := resumptionPSK(h, rms, []byte{0, 0}), unhex(t, "4e cd 0e b6 ec 3b 4d 87 f5 d6 02 8f 92 2c a4 c5 85 1a 27 7f d4 13 11 c9 e6 2d 2c 94 92 e1 c4 f3"); !bytes.Equal(got, want) {
+		t.Fatalf("ticket PSK %x", got)
+	}
+}
+
 // RFC 8448 §4 (resumed 0-RTT handshake): the binder of a resumption PSK.
 // The external binder differs only by its label ("ext binder"), so this
 // checks the whole binder construction.
@@ -82,7 +97,7 @@ func TestBinderRFC8448(t *testing.T) {
 	if want := unhex(t, "9b 21 88 e9 b2 fc 6d 64 d7 1d c3 29 90 0e 20 bb 41 91 50 00 f6 78 aa 83 9c bb 79 7c b7 d8 33 2c"); !bytes.Equal(early, want) {
 		t.Fatalf("early secret %x", early)
 	}
-	bk := deriveSecret(h, early, "res binder", nil)
+	bk := resBinderKey(h, early)
 	if want := unhex(t, "69 fe 13 1a 3b ba d5 d6 3c 64 ee bc c3 0e 39 5b 9d 81 07 72 6a 13 d0 74 e3 89 db c8 a4 e4 72 56"); !bytes.Equal(bk, want) {
 		t.Fatalf("binder key %x", bk)
 	}

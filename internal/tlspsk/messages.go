@@ -36,6 +36,7 @@ const (
 	extSupportedGroups      uint16 = 10
 	extPointFormats         uint16 = 11
 	extSignatureAlgorithms  uint16 = 13
+	extALPN                 uint16 = 16
 	extExtendedMasterSecret uint16 = 23
 	extPreSharedKey         uint16 = 41
 	extEarlyData            uint16 = 42
@@ -149,6 +150,11 @@ type clientHelloMsg struct {
 	earlyData               bool
 	cookie                  []byte
 	signatureAlgorithmsSent bool
+
+	// Sent by the certificate-mode client only; the server does not
+	// decode them (it has no use for them).
+	signatureAlgorithms []uint16
+	alpnProtocols       []string
 }
 
 func (m *clientHelloMsg) marshal() []byte {
@@ -184,6 +190,24 @@ func (m *clientHelloMsg) marshal() []byte {
 					b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
 						for _, g := range m.supportedGroups {
 							b.AddUint16(uint16(g))
+						}
+					})
+				})
+			}
+			if len(m.signatureAlgorithms) > 0 {
+				addExt(b, extSignatureAlgorithms, func(b *cryptobyte.Builder) {
+					b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+						for _, s := range m.signatureAlgorithms {
+							b.AddUint16(s)
+						}
+					})
+				})
+			}
+			if len(m.alpnProtocols) > 0 {
+				addExt(b, extALPN, func(b *cryptobyte.Builder) {
+					b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+						for _, p := range m.alpnProtocols {
+							b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes([]byte(p)) })
 						}
 					})
 				})
@@ -600,6 +624,8 @@ type encryptedExtensionsMsg struct {
 	raw        []byte
 	extensions []uint16 // types received, in order
 	groups     []CurveID
+	alpn       string // the selected protocol, when extALPN was received
+	malformed  bool   // an ALPN or server_name extension did not parse
 }
 
 func (m *encryptedExtensionsMsg) marshal() []byte {
@@ -638,7 +664,8 @@ func (m *encryptedExtensionsMsg) unmarshal(data []byte) error {
 		}
 		seen[typ] = true
 		m.extensions = append(m.extensions, typ)
-		if typ == extSupportedGroups {
+		switch typ {
+		case extSupportedGroups:
 			var list cryptobyte.String
 			if !e.ReadUint16LengthPrefixed(&list) || list.Empty() || len(list)%2 != 0 || !e.Empty() {
 				return errDecode
@@ -648,6 +675,160 @@ func (m *encryptedExtensionsMsg) unmarshal(data []byte) error {
 				list.ReadUint16(&g)
 				m.groups = append(m.groups, CurveID(g))
 			}
+		case extALPN:
+			// RFC 7301 §3.1: the server selects exactly one protocol. A
+			// malformed one is flagged, not refused here: only the
+			// certificate-mode client accepts the extension at all.
+			var list, proto cryptobyte.String
+			if !e.ReadUint16LengthPrefixed(&list) || !list.ReadUint8LengthPrefixed(&proto) ||
+				proto.Empty() || !list.Empty() || !e.Empty() {
+				m.malformed = true
+			} else {
+				m.alpn = string(proto)
+			}
+		case extServerName:
+			m.malformed = m.malformed || !e.Empty() // the acknowledgement is empty
+		}
+	}
+	return nil
+}
+
+// ---- certificate mode (TLS 1.3 client) ----
+
+// certificateMsg is the TLS 1.3 Certificate (RFC 8446 §4.4.2). The
+// per-entry extensions (OCSP, SCT) are skipped.
+type certificateMsg struct {
+	raw     []byte
+	context []byte
+	chain   [][]byte // DER, leaf first
+}
+
+func (m *certificateMsg) marshal() []byte {
+	m.raw = buildMessage(typeCertificate, func(b *cryptobyte.Builder) {
+		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.context) })
+		b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
+			for _, c := range m.chain {
+				b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(c) })
+				b.AddUint16(0) // no extensions
+			}
+		})
+	})
+	return m.raw
+}
+
+func (m *certificateMsg) unmarshal(data []byte) error {
+	*m = certificateMsg{raw: data}
+	body, ok := readMessage(data, typeCertificate)
+	var list cryptobyte.String
+	if !ok || !readUint8Bytes(&body, &m.context) || !body.ReadUint24LengthPrefixed(&list) || !body.Empty() {
+		return errDecode
+	}
+	for !list.Empty() {
+		var cert, exts cryptobyte.String
+		if !list.ReadUint24LengthPrefixed(&cert) || cert.Empty() || !list.ReadUint16LengthPrefixed(&exts) {
+			return errDecode
+		}
+		m.chain = append(m.chain, append([]byte(nil), cert...))
+	}
+	return nil
+}
+
+// certificateRequestMsg is the TLS 1.3 CertificateRequest (RFC 8446
+// §4.3.2); only its context is kept, for the empty Certificate reply.
+type certificateRequestMsg struct {
+	raw     []byte
+	context []byte
+}
+
+func (m *certificateRequestMsg) marshal() []byte {
+	m.raw = buildMessage(typeCertificateRequest, func(b *cryptobyte.Builder) {
+		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.context) })
+		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
+			addExt(b, extSignatureAlgorithms, func(b *cryptobyte.Builder) {
+				b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddUint16(SignatureECDSAP256SHA256) })
+			})
+		})
+	})
+	return m.raw
+}
+
+func (m *certificateRequestMsg) unmarshal(data []byte) error {
+	*m = certificateRequestMsg{raw: data}
+	body, ok := readMessage(data, typeCertificateRequest)
+	var exts cryptobyte.String
+	if !ok || !readUint8Bytes(&body, &m.context) || !body.ReadUint16LengthPrefixed(&exts) || !body.Empty() {
+		return errDecode
+	}
+	for !exts.Empty() {
+		var typ uint16
+		var e cryptobyte.String
+		if !exts.ReadUint16(&typ) || !exts.ReadUint16LengthPrefixed(&e) {
+			return errDecode
+		}
+	}
+	return nil
+}
+
+// certificateVerifyMsg is the TLS 1.3 CertificateVerify (RFC 8446 §4.4.3).
+type certificateVerifyMsg struct {
+	raw       []byte
+	scheme    uint16
+	signature []byte
+}
+
+func (m *certificateVerifyMsg) marshal() []byte {
+	m.raw = buildMessage(typeCertificateVerify, func(b *cryptobyte.Builder) {
+		b.AddUint16(m.scheme)
+		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.signature) })
+	})
+	return m.raw
+}
+
+func (m *certificateVerifyMsg) unmarshal(data []byte) error {
+	*m = certificateVerifyMsg{raw: data}
+	body, ok := readMessage(data, typeCertificateVerify)
+	if !ok || !body.ReadUint16(&m.scheme) || !readUint16Bytes(&body, &m.signature) ||
+		len(m.signature) == 0 || !body.Empty() {
+		return errDecode
+	}
+	return nil
+}
+
+// newSessionTicketMsg is the TLS 1.3 NewSessionTicket (RFC 8446 §4.6.1).
+// Its extensions (early_data) are skipped: this package sends no 0-RTT.
+type newSessionTicketMsg struct {
+	raw      []byte
+	lifetime uint32 // seconds
+	ageAdd   uint32
+	nonce    []byte
+	ticket   []byte
+}
+
+func (m *newSessionTicketMsg) marshal() []byte {
+	m.raw = buildMessage(typeNewSessionTicket, func(b *cryptobyte.Builder) {
+		b.AddUint32(m.lifetime)
+		b.AddUint32(m.ageAdd)
+		b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.nonce) })
+		b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(m.ticket) })
+		b.AddUint16(0) // no extensions
+	})
+	return m.raw
+}
+
+func (m *newSessionTicketMsg) unmarshal(data []byte) error {
+	*m = newSessionTicketMsg{raw: data}
+	body, ok := readMessage(data, typeNewSessionTicket)
+	var exts cryptobyte.String
+	if !ok || !body.ReadUint32(&m.lifetime) || !body.ReadUint32(&m.ageAdd) ||
+		!readUint8Bytes(&body, &m.nonce) || !readUint16Bytes(&body, &m.ticket) || len(m.ticket) == 0 ||
+		!body.ReadUint16LengthPrefixed(&exts) || !body.Empty() {
+		return errDecode
+	}
+	for !exts.Empty() {
+		var typ uint16
+		var e cryptobyte.String
+		if !exts.ReadUint16(&typ) || !exts.ReadUint16LengthPrefixed(&e) {
+			return errDecode
 		}
 	}
 	return nil

@@ -134,3 +134,64 @@ func TestSmallMessagesRoundTrip(t *testing.T) {
 		t.Fatal("message_hash")
 	}
 }
+
+func TestCertificateModeMessagesRoundTrip(t *testing.T) {
+	cm := &certificateMsg{context: []byte{}, chain: [][]byte{bytes.Repeat([]byte{1}, 300), {2}}}
+	var cm2 certificateMsg
+	if err := cm2.unmarshal(cm.marshal()); err != nil || !reflect.DeepEqual(cm2.chain, cm.chain) || len(cm2.context) != 0 {
+		t.Fatalf("Certificate: %v %+v", err, cm2)
+	}
+	var empty certificateMsg
+	if err := empty.unmarshal((&certificateMsg{context: []byte{9}}).marshal()); err != nil || len(empty.chain) != 0 || !bytes.Equal(empty.context, []byte{9}) {
+		t.Fatalf("empty Certificate: %v", err)
+	}
+	cr := &certificateRequestMsg{context: []byte{}}
+	var cr2 certificateRequestMsg
+	if err := cr2.unmarshal(cr.marshal()); err != nil || len(cr2.context) != 0 {
+		t.Fatalf("CertificateRequest: %v", err)
+	}
+	cv := &certificateVerifyMsg{scheme: SignatureEd25519, signature: bytes.Repeat([]byte{3}, 64)}
+	var cv2 certificateVerifyMsg
+	if err := cv2.unmarshal(cv.marshal()); err != nil || cv2.scheme != cv.scheme || !bytes.Equal(cv2.signature, cv.signature) {
+		t.Fatalf("CertificateVerify: %v", err)
+	}
+	if cv2.unmarshal((&certificateVerifyMsg{scheme: 1}).marshal()) == nil {
+		t.Fatal("CertificateVerify without a signature accepted")
+	}
+	nst := &newSessionTicketMsg{lifetime: 3600, ageAdd: 0xdeadbeef, nonce: []byte{0, 1}, ticket: []byte("opaque")}
+	var nst2 newSessionTicketMsg
+	if err := nst2.unmarshal(nst.marshal()); err != nil || nst2.lifetime != 3600 || nst2.ageAdd != 0xdeadbeef ||
+		!bytes.Equal(nst2.nonce, nst.nonce) || !bytes.Equal(nst2.ticket, nst.ticket) {
+		t.Fatalf("NewSessionTicket: %v %+v", err, nst2)
+	}
+	if nst2.unmarshal((&newSessionTicketMsg{lifetime: 1}).marshal()) == nil {
+		t.Fatal("NewSessionTicket without a ticket accepted")
+	}
+
+	// EncryptedExtensions as a certificate server sends them: ALPN and
+	// the server_name acknowledgement.
+	ee := []byte{typeEncryptedExtensions, 0, 0, 17, 0, 15, 0, 16, 0, 7, 0, 5, 4, 'm', 'q', 't', 't', 0, 0, 0, 0}
+	var m encryptedExtensionsMsg
+	if err := m.unmarshal(ee); err != nil || m.alpn != "mqtt" || m.malformed || !reflect.DeepEqual(m.extensions, []uint16{extALPN, extServerName}) {
+		t.Fatalf("EncryptedExtensions: %v %+v", err, m)
+	}
+	ee[11] = 3 // the protocol's length no longer matches the list's
+	if err := m.unmarshal(ee); err != nil || !m.malformed {
+		t.Fatalf("malformed ALPN: %v %+v", err, m)
+	}
+
+	// The certificate-mode ClientHello's extra extensions.
+	ch := &clientHelloMsg{vers: VersionTLS12, random: make([]byte, 32), cipherSuites: []uint16{TLS_AES_128_GCM_SHA256},
+		compressionMethods: []uint8{0}, hasExtensions: true, signatureAlgorithms: []uint16{SignatureECDSAP256SHA256},
+		alpnProtocols: []string{"mqtt", "x"}}
+	raw := ch.marshal()
+	for _, ext := range [][]byte{{0, 13, 0, 4, 0, 2, 4, 3}, {0, 16, 0, 9, 0, 7, 4, 'm', 'q', 't', 't', 1, 'x'}} {
+		if !bytes.Contains(raw, ext) {
+			t.Errorf("ClientHello lacks % x", ext)
+		}
+	}
+	var ch2 clientHelloMsg
+	if err := ch2.unmarshal(raw); err != nil || !ch2.signatureAlgorithmsSent {
+		t.Fatalf("ClientHello: %v", err)
+	}
+}
