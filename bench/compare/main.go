@@ -85,8 +85,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.rounds, "rounds", 3, "rounds; each runs every scenario against both brokers, in alternating order")
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "measurement window of the message scenarios")
 	fs.DurationVar(&o.connDuration, "conn-duration", 5*time.Second, "measurement window of the handshake scenarios")
-	idle := fs.String("idle", "10000", "idle TLS connection counts for the memory scenario, comma separated (at most about 19,900 with 20,000 open files)")
-	fs.DurationVar(&o.hold, "hold", 5*time.Second, "how long idle connections are held before memory is read")
+	idle := fs.String("idle", "10000,19000", "idle TLS connection counts for the memory scenario, comma separated (at most about 19,900 with 20,000 open files)")
+	// The steady state of an idle fleet: long enough for moat's memory
+	// trim (memory_trim_interval, 10 s) to find the broker quiet.
+	fs.DurationVar(&o.hold, "hold", 30*time.Second, "how long idle connections are held before memory is read")
 	fs.IntVar(&o.concurrency, "concurrency", 16, "connection attempts in flight in the handshake scenarios")
 	only := fs.String("only", "", "comma separated scenario names to run (default all): "+strings.Join(scenarioNames(), ","))
 	fs.StringVar(&o.moatBin, "moat", "", "moat binary (default: go build ./cmd/moat)")
