@@ -24,7 +24,11 @@ import (
 type Stats struct {
 	Allocs uint64 // bytes allocated since the process started
 	Live   uint64 // live heap after the last collection
-	Free   uint64 // free heap not yet returned to the operating system
+	// Free is heap memory held from the operating system beyond the live
+	// heap: free pages not yet returned, and the garbage and gaps in
+	// spans in use that a collection would free (after a burst the
+	// collector may not have run since: the garbage is still "in use").
+	Free uint64
 }
 
 // Policy says when the process counts as quiet and its free memory as
@@ -61,6 +65,8 @@ var sampleNames = [...]string{
 	"/gc/heap/allocs:bytes",
 	"/gc/heap/live:bytes",
 	"/memory/classes/heap/free:bytes",
+	"/memory/classes/heap/objects:bytes",
+	"/memory/classes/heap/unused:bytes",
 }
 
 // Read samples the runtime's counters.
@@ -76,7 +82,11 @@ func Read() Stats {
 		}
 		return 0
 	}
-	return Stats{Allocs: v(0), Live: v(1), Free: v(2)}
+	st := Stats{Allocs: v(0), Live: v(1)}
+	if held := v(2) + v(3) + v(4); held > st.Live {
+		st.Free = held - st.Live
+	}
+	return st
 }
 
 // freeOSMemory is debug.FreeOSMemory; tests count the calls.
@@ -91,6 +101,9 @@ func Run(ctx context.Context, interval time.Duration, p Policy, log *slog.Logger
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	prev := Read()
+	// floor is what a trim could not return (gaps in spans in use): only
+	// what comes on top of it counts.
+	var floor uint64
 	for {
 		select {
 		case <-ctx.Done():
@@ -98,14 +111,17 @@ func Run(ctx context.Context, interval time.Duration, p Policy, log *slog.Logger
 		case <-t.C:
 		}
 		now := Read()
-		if p.ShouldTrim(prev, now) {
+		floor = min(floor, now.Free)
+		cand := now
+		cand.Free -= floor
+		if p.ShouldTrim(prev, cand) {
 			freeOSMemory()
 			after := Read()
 			if log != nil {
 				log.Debug("returned free memory to the operating system",
 					"free_before", now.Free, "free_after", after.Free, "live", after.Live)
 			}
-			now = after
+			now, floor = after, after.Free
 		}
 		prev = now
 	}
