@@ -3,7 +3,7 @@
 // rounds, and prints the medians side by side with the ratio moat/mosquitto,
 // the brokers' CPU and resident memory and the generator's own CPU.
 //
-//	go run ./bench/compare                  # full comparison (about 8 minutes)
+//	go run ./bench/compare                  # full comparison (about 17 minutes)
 //	go run ./bench/compare --quick          # seconds: a smoke run
 //	go run ./bench/compare --only conn-full,qos0-1to1 --rounds 5
 //
