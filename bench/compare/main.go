@@ -3,7 +3,7 @@
 // rounds, and prints the medians side by side with the ratio moat/mosquitto,
 // the brokers' CPU and resident memory and the generator's own CPU.
 //
-//	go run ./bench/compare                  # full comparison (about 17 minutes)
+//	go run ./bench/compare                  # full comparison (about 14 minutes)
 //	go run ./bench/compare --quick          # seconds: a smoke run
 //	go run ./bench/compare --only conn-full,qos0-1to1 --rounds 5
 //
@@ -89,7 +89,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// The steady state of an idle fleet: long enough for moat's memory
 	// trim (memory_trim_interval, 10 s) to find the broker quiet.
 	fs.DurationVar(&o.hold, "hold", 30*time.Second, "how long idle connections are held before memory is read")
-	fs.IntVar(&o.concurrency, "concurrency", 16, "connection attempts in flight in the handshake scenarios")
+	fs.IntVar(&o.concurrency, "concurrency", 64, "connection attempts in flight in the handshake scenarios (enough to keep a multi-core broker busy)")
 	only := fs.String("only", "", "comma separated scenario names to run (default all): "+strings.Join(scenarioNames(), ","))
 	fs.StringVar(&o.moatBin, "moat", "", "moat binary (default: go build ./cmd/moat)")
 	fs.StringVar(&o.mosqBin, "mosquitto", "", "mosquitto binary (default: from PATH or /usr/sbin)")
