@@ -166,6 +166,7 @@ func serve(args []string, stderr io.Writer) int {
 		}
 	}()
 	go memtrim.Run(ctx, cfg.MemoryTrim.Duration, memtrim.DefaultPolicy, log)
+	go memtrim.KeepHeadroom(ctx, memtrim.DefaultHeadroom, log)
 	log.Info("moat started", "version", version, "data_dir", cfg.DataDir)
 	if err := srv.Serve(ctx); err != nil && !errors.Is(err, broker.ErrClosed) {
 		log.Error("shutdown", "err", err)
