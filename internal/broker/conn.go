@@ -334,6 +334,7 @@ type firstByte struct {
 	b    byte
 	used bool
 	br   *bufio.Reader
+	one  [1]byte // where the byte is read
 }
 
 func (f *firstByte) ReadByte() (byte, error) {
@@ -363,8 +364,8 @@ func (c *conn) readPacket() (packet.FixedHeader, []byte, error) {
 		fh, err = packet.ReadFixedHeader(c.br)
 	} else {
 		c.putReader()
-		var b [1]byte
-		if _, err := io.ReadFull(c.nc, b[:]); err != nil {
+		b := c.first.one[:] // a field: a local array would escape, one allocation per wake-up
+		if _, err := io.ReadFull(c.nc, b); err != nil {
 			return fh, nil, err
 		}
 		c.br = c.readers.Get().(*bufio.Reader)
