@@ -153,7 +153,8 @@ func TestHostileHashesRefused(t *testing.T) {
 	}
 }
 
-// TestConfigAcceptsWhatAuthAccepts: the limits of both packages agree at
+// TestConfigAcceptsWhatAuthAccepts: config (at load time) and auth (when it
+// verifies) both apply package passhash; they agree at
 // the boundaries.
 func TestConfigAcceptsWhatAuthAccepts(t *testing.T) {
 	raw, _ := bcrypt.GenerateFromPassword([]byte("x"), bcrypt.MinCost)
