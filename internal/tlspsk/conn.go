@@ -630,6 +630,15 @@ func (c *Conn) handleAlert(data []byte) error {
 	return &AlertError{Alert: desc, Remote: true}
 }
 
+// expectMessage refuses a handshake message of another type than typ
+// (name is its name in the error).
+func expectMessage(msg []byte, typ uint8, name string) error {
+	if msg[0] != typ {
+		return protoErr(alertUnexpectedMessage, "expected %s, got message %d", name, msg[0])
+	}
+	return nil
+}
+
 // readHandshake returns the next whole handshake message.
 func (c *Conn) readHandshake() ([]byte, error) {
 	for {

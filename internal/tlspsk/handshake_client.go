@@ -178,8 +178,8 @@ func (hs *clientHandshake) readServerHello() error {
 	if err != nil {
 		return err
 	}
-	if msg[0] != typeServerHello {
-		return protoErr(alertUnexpectedMessage, "expected ServerHello, got message %d", msg[0])
+	if err := expectMessage(msg, typeServerHello, "ServerHello"); err != nil {
+		return err
 	}
 	sh := new(serverHelloMsg)
 	if err := sh.unmarshal(msg); err != nil {
@@ -346,8 +346,8 @@ func (hs *clientHandshake) readEncryptedExtensions() error {
 	if err != nil {
 		return err
 	}
-	if msg[0] != typeEncryptedExtensions {
-		return protoErr(alertUnexpectedMessage, "expected EncryptedExtensions, got message %d", msg[0])
+	if err := expectMessage(msg, typeEncryptedExtensions, "EncryptedExtensions"); err != nil {
+		return err
 	}
 	var ee encryptedExtensionsMsg
 	if err := ee.unmarshal(msg); err != nil {
@@ -382,8 +382,8 @@ func (hs *clientHandshake) readServerFinished13() error {
 	if err != nil {
 		return err
 	}
-	if msg[0] != typeFinished {
-		return protoErr(alertUnexpectedMessage, "expected Finished, got message %d", msg[0])
+	if err := expectMessage(msg, typeFinished, "Finished"); err != nil {
+		return err
 	}
 	var fin finishedMsg
 	if err := fin.unmarshal(msg); err != nil {
@@ -515,8 +515,8 @@ func (hs *clientHandshake) readServerFlight12() error {
 	} else if hs.suite.ecdhe {
 		return protoErr(alertUnexpectedMessage, "expected ServerKeyExchange, got message %d", msg[0])
 	}
-	if msg[0] != typeServerHelloDone {
-		return protoErr(alertUnexpectedMessage, "expected ServerHelloDone, got message %d", msg[0])
+	if err := expectMessage(msg, typeServerHelloDone, "ServerHelloDone"); err != nil {
+		return err
 	}
 	if len(msg) != 4 {
 		return protoErr(alertDecodeError, "ServerHelloDone")
@@ -568,8 +568,8 @@ func (hs *clientHandshake) readServerFinished12() error {
 	if err != nil {
 		return err
 	}
-	if msg[0] != typeFinished {
-		return protoErr(alertUnexpectedMessage, "expected Finished, got message %d", msg[0])
+	if err := expectMessage(msg, typeFinished, "Finished"); err != nil {
+		return err
 	}
 	var fin finishedMsg
 	if err := fin.unmarshal(msg); err != nil {

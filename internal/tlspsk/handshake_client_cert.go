@@ -119,8 +119,8 @@ func (hs *clientHandshake) readServerCertificate() error {
 			return err
 		}
 	}
-	if msg[0] != typeCertificate {
-		return protoErr(alertUnexpectedMessage, "expected Certificate, got message %d", msg[0])
+	if err := expectMessage(msg, typeCertificate, "Certificate"); err != nil {
+		return err
 	}
 	var cm certificateMsg
 	if err := cm.unmarshal(msg); err != nil {
@@ -148,8 +148,8 @@ func (hs *clientHandshake) readCertificateVerify() error {
 	if err != nil {
 		return err
 	}
-	if msg[0] != typeCertificateVerify {
-		return protoErr(alertUnexpectedMessage, "expected CertificateVerify, got message %d", msg[0])
+	if err := expectMessage(msg, typeCertificateVerify, "CertificateVerify"); err != nil {
+		return err
 	}
 	var cv certificateVerifyMsg
 	if err := cv.unmarshal(msg); err != nil {

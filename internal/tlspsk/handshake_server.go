@@ -34,8 +34,8 @@ func (c *Conn) serverHandshake() error {
 }
 
 func parseClientHello(msg []byte) (*clientHelloMsg, error) {
-	if msg[0] != typeClientHello {
-		return nil, protoErr(alertUnexpectedMessage, "expected ClientHello, got message %d", msg[0])
+	if err := expectMessage(msg, typeClientHello, "ClientHello"); err != nil {
+		return nil, err
 	}
 	hello := new(clientHelloMsg)
 	if err := hello.unmarshal(msg); err != nil {
@@ -227,8 +227,8 @@ func (hs *serverHandshake12) readClientKeyExchange() error {
 	if err != nil {
 		return err
 	}
-	if msg[0] != typeClientKeyExchange {
-		return protoErr(alertUnexpectedMessage, "expected ClientKeyExchange, got message %d", msg[0])
+	if err := expectMessage(msg, typeClientKeyExchange, "ClientKeyExchange"); err != nil {
+		return err
 	}
 	var cke clientKeyExchangeMsg
 	if err := cke.unmarshal(msg, hs.suite.ecdhe); err != nil {
@@ -279,8 +279,8 @@ func (hs *serverHandshake12) readClientFinished() error {
 		}
 		return err
 	}
-	if msg[0] != typeFinished {
-		return protoErr(alertUnexpectedMessage, "expected Finished, got message %d", msg[0])
+	if err := expectMessage(msg, typeFinished, "Finished"); err != nil {
+		return err
 	}
 	var fin finishedMsg
 	if err := fin.unmarshal(msg); err != nil {
@@ -595,8 +595,8 @@ func (hs *serverHandshake13) readClientFinished() error {
 	if err != nil {
 		return err
 	}
-	if msg[0] != typeFinished {
-		return protoErr(alertUnexpectedMessage, "expected Finished, got message %d", msg[0])
+	if err := expectMessage(msg, typeFinished, "Finished"); err != nil {
+		return err
 	}
 	var fin finishedMsg
 	if err := fin.unmarshal(msg); err != nil {
