@@ -3,15 +3,11 @@ package loadgen
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -23,6 +19,7 @@ import (
 
 	"moat/internal/brokertest"
 	"moat/internal/config"
+	"moat/internal/testpki"
 )
 
 // quick returns a config for a short run against addr (host:port).
@@ -184,57 +181,34 @@ func TestWebSocket(t *testing.T) {
 func tlsFiles(t *testing.T) (dir, caFile, certFile, keyFile, pskFile string) {
 	t.Helper()
 	dir = t.TempDir()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "bench CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	ca, err := testpki.NewRoot("bench CA")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	server, err := testpki.IssueFiles(ca, testpki.Spec{
+		Subject: pkix.Name{CommonName: "localhost"},
+		DNS:     []string{"localhost"},
+		IPs:     []net.IP{net.IPv4(127, 0, 0, 1)},
+		EKU:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}, dir, "server")
 	if err != nil {
 		t.Fatal(err)
 	}
-	kder, _ := x509.MarshalPKCS8PrivateKey(key)
-	ckey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	ctmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "bench-device"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	cder, err := x509.CreateCertificate(rand.Reader, ctmpl, ca, &ckey.PublicKey, caKey)
-	if err != nil {
+	if _, err := testpki.IssueFiles(ca, testpki.Spec{
+		Subject: pkix.Name{CommonName: "bench-device"},
+		EKU:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}, dir, "client"); err != nil {
 		t.Fatal(err)
 	}
-	ckder, _ := x509.MarshalPKCS8PrivateKey(ckey)
-	write := func(name, typ string, b []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
+	caFile = filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Cert.Cert.Raw}), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	caFile = write("ca.pem", "CERTIFICATE", caDER)
-	certFile = write("server.pem", "CERTIFICATE", der)
-	keyFile = write("server.key", "PRIVATE KEY", kder)
-	write("client.pem", "CERTIFICATE", cder)
-	write("client.key", "PRIVATE KEY", ckder)
 	pskFile = filepath.Join(dir, "psk.txt")
 	if err := os.WriteFile(pskFile, []byte("bench:"+testPSK+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return
+	return dir, caFile, server.CertFile, server.KeyFile, pskFile
 }
 
 const testPSK = "00112233445566778899aabbccddeeff"

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ecdh"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
@@ -13,11 +12,12 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"sync"
 	"testing"
 	"time"
+
+	"moat/internal/testpki"
 )
 
 // testPKI is a CA and a server certificate for broker.test and 127.0.0.1,
@@ -35,31 +35,24 @@ var (
 
 func newPKI(t testing.TB) *testPKI {
 	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "tlspsk test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	ca, err := testpki.NewRoot("tlspsk test CA")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "broker.test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		DNSNames: []string{"broker.test"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	leaf, err := ca.Issue(testpki.Spec{
+		Subject: pkix.Name{CommonName: "broker.test"},
+		DNS:     []string{"broker.test"},
+		IPs:     []net.IP{net.IPv4(127, 0, 0, 1)},
+		EKU:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(ca)
-	return &testPKI{roots: roots, key: key, cert: tls.Certificate{Certificate: [][]byte{der, caDER}, PrivateKey: key}}
+	return &testPKI{
+		roots: testpki.Pool(ca),
+		key:   leaf.Key.(*ecdsa.PrivateKey),
+		cert:  tls.Certificate{Certificate: [][]byte{leaf.Cert.Raw, ca.Cert.Cert.Raw}, PrivateKey: leaf.Key},
+	}
 }
 
 func pki(t testing.TB) *testPKI {
