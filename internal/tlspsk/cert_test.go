@@ -71,10 +71,6 @@ type tlsServerResult struct {
 // connection; each connection's state goes to the returned channel.
 func startTLSServer(t testing.TB, mod func(*tls.Config)) (addr string, results <-chan tlsServerResult) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	res := make(chan tlsServerResult, 1024)
 	cfg := &tls.Config{
 		MinVersion:   tls.VersionTLS13,
@@ -91,6 +87,32 @@ func startTLSServer(t testing.TB, mod func(*tls.Config)) (addr string, results <
 	if mod != nil {
 		mod(cfg)
 	}
+	addr = serveTCP(t, func(nc net.Conn) {
+		nc.SetDeadline(time.Now().Add(10 * time.Second))
+		c := tls.Server(nc, cfg)
+		err := c.Handshake()
+		mu.Lock()
+		r := tlsServerResult{state: c.ConnectionState(), serverName: sni, err: err}
+		mu.Unlock()
+		if err == nil {
+			io.Copy(c, c)
+		}
+		select {
+		case res <- r:
+		default:
+		}
+	})
+	return addr, res
+}
+
+// serveTCP listens on loopback and runs handle on each connection (then
+// closes it) until the test ends.
+func serveTCP(t testing.TB, handle func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	wg.Add(1)
@@ -105,23 +127,11 @@ func startTLSServer(t testing.TB, mod func(*tls.Config)) (addr string, results <
 			go func() {
 				defer wg.Done()
 				defer nc.Close()
-				nc.SetDeadline(time.Now().Add(10 * time.Second))
-				c := tls.Server(nc, cfg)
-				err := c.Handshake()
-				mu.Lock()
-				r := tlsServerResult{state: c.ConnectionState(), serverName: sni, err: err}
-				mu.Unlock()
-				if err == nil {
-					io.Copy(c, c)
-				}
-				select {
-				case res <- r:
-				default:
-				}
+				handle(nc)
 			}()
 		}
 	}()
-	return ln.Addr().String(), res
+	return ln.Addr().String()
 }
 
 func noVerify(*ServerCertificate) error { return nil }
@@ -522,33 +532,13 @@ func TestCertModeStaticKeyShare(t *testing.T) {
 // benchServer is a crypto/tls server for client benchmarks: it completes
 // the handshake (and sends a ticket), reads one byte and closes.
 func benchServer(b *testing.B) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{pki(b).cert}}
-	var wg sync.WaitGroup
-	b.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			nc, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer nc.Close()
-				c := tls.Server(nc, cfg)
-				if c.Handshake() == nil {
-					c.Read(make([]byte, 1))
-				}
-			}()
+	return serveTCP(b, func(nc net.Conn) {
+		c := tls.Server(nc, cfg)
+		if c.Handshake() == nil {
+			c.Read(make([]byte, 1))
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // BenchmarkClientHandshake compares the certificate-mode client with
