@@ -329,18 +329,18 @@ var (
 	tcpReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
 )
 
-// firstByte yields one byte already read, then reads from br.
+// firstByte yields one byte already read, then reads from br. It lives
+// in the connection: a local would escape, one allocation per wake-up.
 type firstByte struct {
-	b    byte
+	b    [1]byte
 	used bool
 	br   *bufio.Reader
-	one  [1]byte // where the byte is read
 }
 
 func (f *firstByte) ReadByte() (byte, error) {
 	if !f.used {
 		f.used = true
-		return f.b, nil
+		return f.b[0], nil
 	}
 	return f.br.ReadByte()
 }
@@ -364,13 +364,12 @@ func (c *conn) readPacket() (packet.FixedHeader, []byte, error) {
 		fh, err = packet.ReadFixedHeader(c.br)
 	} else {
 		c.putReader()
-		b := c.first.one[:] // a field: a local array would escape, one allocation per wake-up
-		if _, err := io.ReadFull(c.nc, b); err != nil {
+		if _, err := io.ReadFull(c.nc, c.first.b[:]); err != nil {
 			return fh, nil, err
 		}
 		c.br = c.readers.Get().(*bufio.Reader)
 		c.br.Reset(c.nc)
-		c.first = firstByte{b: b[0], br: c.br}
+		c.first.used, c.first.br = false, c.br
 		fh, err = packet.ReadFixedHeader(&c.first)
 	}
 	if err != nil {
