@@ -10,6 +10,10 @@
 // and releases the free pages. While the process is busy it does nothing:
 // the collector's pacing is cheaper than trimming memory the next burst
 // would take back.
+//
+// KeepHeadroom is the other half: while the live heap is small it lets the
+// heap grow by a fixed amount between collections, so bursts do not start
+// many collections a second; Run gives that memory back afterwards.
 package memtrim
 
 import (
