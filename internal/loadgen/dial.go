@@ -61,16 +61,8 @@ func newDialer(life context.Context, cfg *Config, target string, sources []net.I
 	if cfg.Transport == TransportTLSPSK {
 		lo, hi, _ := cfg.tlsVersions()
 		d.psk = &tlspsk.Config{Identity: cfg.PSKIdentity, Key: cfg.PSKKey, MinVersion: lo, MaxVersion: hi}
-		if ids, _ := cfg.curveIDs(); len(ids) > 0 {
-			for _, id := range ids {
-				switch id {
-				case tls.X25519:
-					d.psk.CurvePreferences = append(d.psk.CurvePreferences, tlspsk.X25519)
-				case tls.CurveP256:
-					d.psk.CurvePreferences = append(d.psk.CurvePreferences, tlspsk.P256)
-				}
-			}
-		}
+		ids, _ := cfg.curveIDs()
+		d.psk.CurvePreferences = tlspskGroups(ids)
 	}
 	switch cfg.Transport {
 	case TransportWS:
@@ -148,13 +140,14 @@ func leanTLSConfig(cfg *Config) (*tlspsk.Config, error) {
 		lc.ServerName = cfg.Host
 	}
 	ids, _ := cfg.curveIDs()
-	if len(ids) == 0 {
-		ids = []tls.CurveID{tls.X25519, tls.CurveP256}
+	groups := tlspskGroups(ids)
+	if len(groups) == 0 {
+		groups = []tlspsk.CurveID{tlspsk.X25519, tlspsk.P256}
 	}
-	for _, id := range ids {
-		g, curve := tlspsk.X25519, ecdh.X25519()
-		if id == tls.CurveP256 {
-			g, curve = tlspsk.P256, ecdh.P256()
+	for _, g := range groups {
+		curve := ecdh.X25519()
+		if g == tlspsk.P256 {
+			curve = ecdh.P256()
 		}
 		k, err := curve.GenerateKey(rand.Reader)
 		if err != nil {
@@ -178,6 +171,21 @@ func leanTLSConfig(cfg *Config) (*tlspsk.Config, error) {
 		lc.SessionCache = tlspsk.NewSessionCache(64)
 	}
 	return lc, nil
+}
+
+// tlspskGroups maps --curves onto the groups tlspsk speaks (X25519,
+// P-256), in order; others are left out.
+func tlspskGroups(ids []tls.CurveID) []tlspsk.CurveID {
+	var gs []tlspsk.CurveID
+	for _, id := range ids {
+		switch id {
+		case tls.X25519:
+			gs = append(gs, tlspsk.X25519)
+		case tls.CurveP256:
+			gs = append(gs, tlspsk.P256)
+		}
+	}
+	return gs
 }
 
 // tlsClientName names the TLS client of a run ("" without TLS).
